@@ -1,0 +1,754 @@
+/* Licensed under the Apache License, Version 2.0.
+ *
+ * mod_websocket.c: httpd glue -- directives, per-directory configuration,
+ * plugin loading, and the handler that validates and answers the upgrade
+ * request.  The connection itself is driven by ws_connection.c; the
+ * protocol rules live in the engine (ws_engine.h).
+ */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "util_filter.h"
+#include "apr_dso.h"
+#include "apr_strings.h"
+#include "apr_lib.h"
+#include "apr_uri.h"
+
+#include "mod_websocket.h"
+
+module AP_MODULE_DECLARE_DATA websocket_module;
+
+#define WS_HANDLER_NAME "websocket-handler"
+
+/* Defaults (documented in README). */
+#define WS_DEFAULT_PROTOCOLS \
+    (WS_ALLOW_RFC6455 | WS_ALLOW_HIXIE76 | WS_ALLOW_HIXIE75)
+#define WS_DEFAULT_MAX_MESSAGE       (16 * 1024 * 1024)
+#define WS_DEFAULT_MAX_PENDING       (4 * 1024 * 1024)
+#define WS_DEFAULT_HANDSHAKE_TIMEOUT apr_time_from_sec(10)
+#define WS_DEFAULT_IDLE_TIMEOUT      apr_time_from_sec(600)
+#define WS_DEFAULT_CLOSE_TIMEOUT     apr_time_from_sec(5)
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+
+static void *ws_create_dir_conf(apr_pool_t *p, char *dir)
+{
+    ws_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    (void)dir;
+    conf->protocols = 0;
+    conf->origin_check = WS_ORIGIN_UNSET;
+    conf->max_message = -1;
+    conf->fragment_size = -1;
+    conf->max_pending = -1;
+    conf->handshake_timeout = -1;
+    conf->idle_timeout = -1;
+    conf->ping_interval = -1;
+    conf->close_timeout = -1;
+    return conf;
+}
+
+#define WS_MERGE(field, unset) \
+    conf->field = (add->field != (unset)) ? add->field : base->field
+
+static void *ws_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
+{
+    const ws_dir_conf *base = basev, *add = addv;
+    ws_dir_conf *conf = apr_pcalloc(p, sizeof(*conf));
+
+    WS_MERGE(loc, NULL);
+    WS_MERGE(protocols, 0);
+    WS_MERGE(origin_check, WS_ORIGIN_UNSET);
+    WS_MERGE(trusted_origins, NULL);
+    conf->options = base->options && add->options
+        ? apr_table_overlay(p, add->options, base->options)
+        : (add->options ? add->options : base->options);
+    WS_MERGE(max_message, -1);
+    WS_MERGE(fragment_size, -1);
+    WS_MERGE(max_pending, -1);
+    WS_MERGE(handshake_timeout, -1);
+    WS_MERGE(idle_timeout, -1);
+    WS_MERGE(ping_interval, -1);
+    WS_MERGE(close_timeout, -1);
+    return conf;
+}
+
+#define WS_DEFAULT(field, unset, value) \
+    if (conf->field == (unset)) conf->field = (value)
+
+/* A copy of conf with every unset value replaced by its default. */
+static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
+                                          const ws_dir_conf *merged)
+{
+    ws_dir_conf *conf = apr_pmemdup(p, merged, sizeof(*conf));
+
+    WS_DEFAULT(protocols, 0, WS_DEFAULT_PROTOCOLS);
+    WS_DEFAULT(origin_check, WS_ORIGIN_UNSET, WS_ORIGIN_SAME);
+    WS_DEFAULT(max_message, -1, WS_DEFAULT_MAX_MESSAGE);
+    WS_DEFAULT(fragment_size, -1, 0);
+    WS_DEFAULT(max_pending, -1, WS_DEFAULT_MAX_PENDING);
+    WS_DEFAULT(handshake_timeout, -1, WS_DEFAULT_HANDSHAKE_TIMEOUT);
+    WS_DEFAULT(idle_timeout, -1, WS_DEFAULT_IDLE_TIMEOUT);
+    WS_DEFAULT(ping_interval, -1, 0);
+    WS_DEFAULT(close_timeout, -1, WS_DEFAULT_CLOSE_TIMEOUT);
+    return conf;
+}
+
+/* Check a plugin's self-description; NULL when usable. */
+static const char *ws_plugin_problem(apr_pool_t *p,
+                                     const websocket_plugin *plugin)
+{
+    if (plugin == NULL) {
+        return "the init function returned NULL";
+    }
+    if (plugin->version < WEBSOCKET_PLUGIN_VERSION_1
+        || plugin->version > WEBSOCKET_PLUGIN_VERSION) {
+        return apr_psprintf(p, "plugin API version %u is not supported "
+                            "(this module speaks 1 to %d)",
+                            plugin->version, WEBSOCKET_PLUGIN_VERSION);
+    }
+    if (plugin->size < sizeof(websocket_plugin)) {
+        return "the plugin struct is smaller than its version requires";
+    }
+    if (plugin->on_message == NULL) {
+        return "the plugin has no on_message callback";
+    }
+    return NULL;
+}
+
+static apr_status_t ws_plugin_destroy(void *data)
+{
+    websocket_plugin *plugin = data;
+
+    plugin->destroy(plugin);
+    return APR_SUCCESS;
+}
+
+/* WebSocketHandler path/to/plugin.so init_function */
+static const char *ws_cmd_handler(cmd_parms *cmd, void *dconf,
+                                  const char *path, const char *init)
+{
+    ws_dir_conf *conf = dconf;
+    const char *file = ap_server_root_relative(cmd->pool, path);
+    apr_dso_handle_t *dso = NULL;
+    apr_dso_handle_sym_t sym;
+    websocket_plugin_init_fn init_fn;
+    websocket_plugin *plugin;
+    ws_location *loc;
+    const char *problem;
+    char err[256];
+
+    if (file == NULL) {
+        return apr_psprintf(cmd->pool, "WebSocketHandler: invalid path %s",
+                            path);
+    }
+    if (apr_dso_load(&dso, file, cmd->pool) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool, "WebSocketHandler: cannot load %s: %s",
+                            file, apr_dso_error(dso, err, sizeof(err)));
+    }
+    if (apr_dso_sym(&sym, dso, init) != APR_SUCCESS) {
+        return apr_psprintf(cmd->pool,
+                            "WebSocketHandler: %s has no function %s: %s",
+                            file, init, apr_dso_error(dso, err, sizeof(err)));
+    }
+    /* The DSO symbol is a function; APR hands it over as a data pointer. */
+    memcpy(&init_fn, &sym, sizeof(init_fn));
+    plugin = init_fn();
+    problem = ws_plugin_problem(cmd->pool, plugin);
+    if (problem != NULL) {
+        return apr_psprintf(cmd->pool, "WebSocketHandler: %s (%s): %s",
+                            file, init, problem);
+    }
+    if (plugin->destroy != NULL) {
+        /* Registered after the DSO's own cleanup, so it runs before the
+         * plugin's code is unloaded. */
+        apr_pool_cleanup_register(cmd->pool, plugin, ws_plugin_destroy,
+                                  apr_pool_cleanup_null);
+    }
+
+    loc = apr_pcalloc(cmd->pool, sizeof(*loc));
+    loc->plugin = plugin;
+    loc->file = file;
+    APR_RING_INIT(&loc->conns, websocket_conn, link);
+    if (apr_thread_mutex_create(&loc->mutex, APR_THREAD_MUTEX_DEFAULT,
+                                cmd->pool) != APR_SUCCESS) {
+        return "WebSocketHandler: cannot create a mutex";
+    }
+    conf->loc = loc;
+    return NULL;
+}
+
+/* Parse a size with an optional K/M/G suffix into *out (>= 0). */
+static const char *ws_parse_size(cmd_parms *cmd, const char *arg,
+                                 apr_int64_t *out)
+{
+    char *end;
+    apr_int64_t value;
+
+    if (apr_strtoff(&value, arg, &end, 10) != APR_SUCCESS || value < 0) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
+                            cmd->cmd->name, arg);
+    }
+    switch (apr_tolower(*end)) {
+    case 'g': value *= 1024; /* fall through */
+    case 'm': value *= 1024; /* fall through */
+    case 'k': value *= 1024; end++; break;
+    default: break;
+    }
+    if (*end != '\0') {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
+                            cmd->cmd->name, arg);
+    }
+    *out = value;
+    return NULL;
+}
+
+static const char *ws_cmd_size(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    apr_int64_t *field = (apr_int64_t *)((char *)dconf
+                                         + (apr_size_t)cmd->info);
+
+    return ws_parse_size(cmd, arg, field);
+}
+
+/* A duration in seconds (fractions allowed, e.g. 0.5). */
+static const char *ws_cmd_seconds(cmd_parms *cmd, void *dconf,
+                                  const char *arg)
+{
+    apr_interval_time_t *field =
+        (apr_interval_time_t *)((char *)dconf + (apr_size_t)cmd->info);
+    char *end;
+    double seconds = strtod(arg, &end);
+
+    if (end == arg || *end != '\0' || seconds < 0 || seconds > 1e9) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds",
+                            cmd->cmd->name, arg);
+    }
+    *field = (apr_interval_time_t)(seconds * APR_USEC_PER_SEC);
+    return NULL;
+}
+
+static const char *ws_cmd_protocols(cmd_parms *cmd, void *dconf,
+                                    const char *arg)
+{
+    ws_dir_conf *conf = dconf;
+
+    if (!strcasecmp(arg, "rfc6455")) {
+        conf->protocols |= WS_ALLOW_RFC6455;
+    }
+    else if (!strcasecmp(arg, "hixie76")) {
+        conf->protocols |= WS_ALLOW_HIXIE76;
+    }
+    else if (!strcasecmp(arg, "hixie75")) {
+        conf->protocols |= WS_ALLOW_HIXIE75;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "WebSocketProtocols: unknown protocol "
+                            "'%s' (use rfc6455, hixie76, hixie75)", arg);
+    }
+    return NULL;
+}
+
+static const char *ws_cmd_origin_check(cmd_parms *cmd, void *dconf,
+                                       const char *arg)
+{
+    ws_dir_conf *conf = dconf;
+
+    if (!strcasecmp(arg, "Same")) {
+        conf->origin_check = WS_ORIGIN_SAME;
+    }
+    else if (!strcasecmp(arg, "Trusted")) {
+        conf->origin_check = WS_ORIGIN_TRUSTED;
+    }
+    else if (!strcasecmp(arg, "Off")) {
+        conf->origin_check = WS_ORIGIN_OFF;
+    }
+    else {
+        return apr_psprintf(cmd->pool, "WebSocketOriginCheck: '%s' is not "
+                            "Same, Trusted or Off", arg);
+    }
+    return NULL;
+}
+
+static const char *ws_cmd_trusted_origin(cmd_parms *cmd, void *dconf,
+                                         const char *arg)
+{
+    ws_dir_conf *conf = dconf;
+
+    if (conf->trusted_origins == NULL) {
+        conf->trusted_origins = apr_array_make(cmd->pool, 4,
+                                               sizeof(const char *));
+    }
+    APR_ARRAY_PUSH(conf->trusted_origins, const char *) = arg;
+    return NULL;
+}
+
+static const char *ws_cmd_option(cmd_parms *cmd, void *dconf,
+                                 const char *name, const char *value)
+{
+    ws_dir_conf *conf = dconf;
+
+    if (conf->options == NULL) {
+        conf->options = apr_table_make(cmd->pool, 4);
+    }
+    apr_table_set(conf->options, name, value);
+    return NULL;
+}
+
+#define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
+
+static const command_rec ws_cmds[] = {
+    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, OR_FILEINFO,
+                  "the plugin (a shared object) and its init function"),
+    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, OR_FILEINFO,
+                  "a setting for the plugin: name and value"),
+    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL,
+                    OR_FILEINFO, "protocol families served: rfc6455, "
+                    "hixie76, hixie75 (default: all three)"),
+    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL,
+                  OR_FILEINFO, "Same (default), Trusted or Off"),
+    AP_INIT_ITERATE("WebSocketTrustedOrigin", ws_cmd_trusted_origin, NULL,
+                    OR_FILEINFO, "origins accepted with "
+                    "WebSocketOriginCheck Trusted, e.g. https://example.com"),
+    AP_INIT_TAKE1("WebSocketMaxMessageSize", ws_cmd_size,
+                  WS_FIELD(max_message), OR_FILEINFO,
+                  "largest frame or message accepted, bytes (K/M/G "
+                  "suffix allowed; 0: no limit; default 16M)"),
+    AP_INIT_TAKE1("WebSocketFragmentSize", ws_cmd_size,
+                  WS_FIELD(fragment_size), OR_FILEINFO,
+                  "messages sent are split into frames of this size "
+                  "(0: never, the default)"),
+    AP_INIT_TAKE1("WebSocketMaxPendingBytes", ws_cmd_size,
+                  WS_FIELD(max_pending), OR_FILEINFO,
+                  "bytes other threads may queue for one connection "
+                  "before it is closed with 1008 (default 4M)"),
+    AP_INIT_TAKE1("WebSocketHandshakeTimeout", ws_cmd_seconds,
+                  WS_FIELD(handshake_timeout), OR_FILEINFO,
+                  "seconds to wait for the hixie-76 key bytes "
+                  "(default 10)"),
+    AP_INIT_TAKE1("WebSocketIdleTimeout", ws_cmd_seconds,
+                  WS_FIELD(idle_timeout), OR_FILEINFO,
+                  "seconds without a byte from the client before the "
+                  "connection is closed with 1001 (0: never; default 600)"),
+    AP_INIT_TAKE1("WebSocketPingInterval", ws_cmd_seconds,
+                  WS_FIELD(ping_interval), OR_FILEINFO,
+                  "seconds of client silence before the server pings; "
+                  "no answer within as long again closes (0: off, the "
+                  "default)"),
+    AP_INIT_TAKE1("WebSocketCloseTimeout", ws_cmd_seconds,
+                  WS_FIELD(close_timeout), OR_FILEINFO,
+                  "seconds to wait for the client's close frame after "
+                  "the server's (default 5)"),
+    {NULL}
+};
+
+/* ------------------------------------------------------------------ */
+/* Handshake validation                                                */
+
+/* Refuse the upgrade: one log line (client and URI come with it) and the
+ * status for httpd to answer with. */
+static int ws_refuse(request_rec *r, int status, int level,
+                     const char *reason)
+{
+    ap_log_rerror(APLOG_MARK, level, 0, r,
+                  "websocket: handshake refused with %d for %s: %s",
+                  status, r->uri, reason);
+    return status;
+}
+
+/* Authority part of an Origin ("scheme://host[:port]"), without a
+ * default port, or NULL if it is not of that form. */
+static const char *ws_origin_authority(apr_pool_t *p, const char *origin)
+{
+    apr_uri_t uri;
+
+    if (apr_uri_parse(p, origin, &uri) != APR_SUCCESS
+        || uri.scheme == NULL || uri.hostname == NULL) {
+        return NULL;
+    }
+    if (uri.port_str == NULL
+        || uri.port == apr_uri_port_of_scheme(uri.scheme)) {
+        return uri.hostname;
+    }
+    return apr_pstrcat(p, uri.hostname, ":", uri.port_str, NULL);
+}
+
+/* Host header without a default port for the request's scheme. */
+static const char *ws_host_authority(request_rec *r, const char *host)
+{
+    const char *colon = strrchr(host, ':');
+
+    if (colon != NULL && strchr(colon, ']') == NULL
+        && atoi(colon + 1) == (int)ap_default_port(r)) {
+        return apr_pstrmemdup(r->pool, host, colon - host);
+    }
+    return host;
+}
+
+static int ws_origin_trusted(const ws_dir_conf *conf, const char *origin)
+{
+    int i;
+
+    for (i = 0; conf->trusted_origins && i < conf->trusted_origins->nelts;
+         i++) {
+        if (!strcasecmp(origin,
+                        APR_ARRAY_IDX(conf->trusted_origins, i,
+                                      const char *))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* NULL when the Origin passes WebSocketOriginCheck; otherwise why not.
+ * A request without Origin comes from a non-browser client: it passes. */
+static const char *ws_origin_problem(request_rec *r, const ws_dir_conf *conf,
+                                     const char *origin, const char *host)
+{
+    const char *authority;
+
+    if (origin == NULL || conf->origin_check == WS_ORIGIN_OFF) {
+        return NULL;
+    }
+    if (conf->origin_check == WS_ORIGIN_TRUSTED) {
+        return ws_origin_trusted(conf, origin) ? NULL
+            : apr_psprintf(r->pool, "origin %s is not a "
+                           "WebSocketTrustedOrigin", origin);
+    }
+    authority = ws_origin_authority(r->pool, origin);
+    if (authority == NULL
+        || strcasecmp(authority, ws_host_authority(r, host))) {
+        return apr_psprintf(r->pool, "origin %s does not match host %s",
+                            origin, host);
+    }
+    return NULL;
+}
+
+/* Checks common to every family; OK or the status to answer with. */
+static int ws_check_upgrade(request_rec *r, const char *host)
+{
+    const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
+
+    if (r->method_number != M_GET) {
+        r->allowed = AP_METHOD_BIT << M_GET;
+        return ws_refuse(r, HTTP_METHOD_NOT_ALLOWED, APLOG_ERR,
+                         apr_psprintf(r->pool, "method %s is not GET",
+                                      r->method));
+    }
+    if (upgrade == NULL || !ws_token_list_has(upgrade, "websocket")) {
+        apr_table_setn(r->err_headers_out, "Upgrade", "websocket");
+        apr_table_setn(r->err_headers_out, "Connection", "Upgrade");
+        return ws_refuse(r, HTTP_UPGRADE_REQUIRED, APLOG_INFO,
+                         "not a WebSocket upgrade request (no "
+                         "'Upgrade: websocket')");
+    }
+    if (!ws_token_list_has(apr_table_get(r->headers_in, "Connection"),
+                           "upgrade")) {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                         "Connection header does not contain Upgrade");
+    }
+    if (r->proto_num < HTTP_VERSION(1, 1)) {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                         apr_psprintf(r->pool, "%s is older than HTTP/1.1",
+                                      r->protocol));
+    }
+    if (host == NULL || *host == '\0') {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR, "no Host header");
+    }
+    return OK;
+}
+
+static const char *ws_family_name(ws_proto_e proto)
+{
+    switch (proto) {
+    case WS_PROTO_HIXIE75: return "hixie-75";
+    case WS_PROTO_HIXIE76: return "hixie-76";
+    default: return "RFC 6455";
+    }
+}
+
+/* Family-specific header checks; OK or the status to answer with. */
+static int ws_check_family(request_rec *r, const ws_dir_conf *conf,
+                           ws_proto_e proto)
+{
+    apr_table_t *in = r->headers_in;
+    const char *problem;
+    apr_uint32_t ignored;
+
+    if (!(conf->protocols & (1 << proto))) {
+        if (conf->protocols & WS_ALLOW_RFC6455) {
+            apr_table_setn(r->err_headers_out, "Sec-WebSocket-Version",
+                           "13, 8, 7");
+        }
+        return ws_refuse(r, HTTP_UPGRADE_REQUIRED, APLOG_ERR,
+                         apr_psprintf(r->pool, "%s is not enabled by "
+                                      "WebSocketProtocols here",
+                                      ws_family_name(proto)));
+    }
+    if (proto == WS_PROTO_RFC6455) {
+        if (!ws_rfc6455_version_ok(apr_table_get(in,
+                                                 "Sec-WebSocket-Version"))) {
+            apr_table_setn(r->err_headers_out, "Sec-WebSocket-Version",
+                           "13, 8, 7");
+            return ws_refuse(r, HTTP_UPGRADE_REQUIRED, APLOG_ERR,
+                             "unsupported Sec-WebSocket-Version");
+        }
+        problem = ws_rfc6455_check_key(apr_table_get(in,
+                                                     "Sec-WebSocket-Key"));
+        return problem ? ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                                   apr_pstrcat(r->pool, "Sec-WebSocket-Key: ",
+                                               problem, NULL))
+                       : OK;
+    }
+    if (apr_table_get(in, "Origin") == NULL) {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                         apr_psprintf(r->pool, "%s request without Origin",
+                                      ws_family_name(proto)));
+    }
+    if (proto == WS_PROTO_HIXIE76) {
+        const char *key1 = apr_table_get(in, "Sec-WebSocket-Key1");
+        const char *key2 = apr_table_get(in, "Sec-WebSocket-Key2");
+
+        if (key1 == NULL || key2 == NULL) {
+            return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                             key1 ? "no Sec-WebSocket-Key2"
+                                  : "no Sec-WebSocket-Key1");
+        }
+        if ((problem = ws_hixie76_key_value(key1, &ignored)) != NULL
+            || (problem = ws_hixie76_key_value(key2, &ignored)) != NULL) {
+            return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                             apr_pstrcat(r->pool, "bad hixie-76 key: ",
+                                         problem, NULL));
+        }
+    }
+    return OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Handshake answer                                                    */
+
+/* The offered subprotocols: RFC 6455 and hixie-76 send a list in
+ * Sec-WebSocket-Protocol, hixie-75 a single WebSocket-Protocol. */
+static apr_array_header_t *ws_offered_subprotocols(request_rec *r,
+                                                   ws_proto_e proto)
+{
+    const char *header = proto == WS_PROTO_HIXIE75 ? "WebSocket-Protocol"
+                                                   : "Sec-WebSocket-Protocol";
+
+    return ws_token_list_split(r->pool, apr_table_get(r->headers_in, header));
+}
+
+/* Read the 8 hixie-76 key bytes that follow the request headers; they are
+ * not announced by Content-Length, so they are read from the connection,
+ * and may come late or in pieces. */
+static apr_status_t ws_read_key3(websocket_conn *wc, unsigned char key3[8])
+{
+    apr_time_t deadline = apr_time_now() + wc->conf->handshake_timeout;
+    apr_size_t have = 0;
+
+    while (have < 8) {
+        apr_size_t len = 8 - have;
+        apr_status_t rv = ap_get_brigade(wc->c->input_filters, wc->ibb,
+                                         AP_MODE_READBYTES,
+                                         APR_NONBLOCK_READ, len);
+
+        if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(wc->ibb)) {
+            rv = apr_brigade_flatten(wc->ibb, (char *)key3 + have, &len);
+            apr_brigade_cleanup(wc->ibb);
+            have += len;
+            continue;
+        }
+        apr_brigade_cleanup(wc->ibb);
+        if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
+            return rv;
+        }
+        if (apr_time_now() >= deadline) {
+            return APR_TIMEUP;
+        }
+        rv = ws_conn_wait_readable(wc, deadline - apr_time_now());
+        if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) {
+            return rv;
+        }
+    }
+    return APR_SUCCESS;
+}
+
+/* ws:// or wss:// location of this request, from its Host header. */
+static const char *ws_location_url(request_rec *r, const char *host)
+{
+    return apr_pstrcat(r->pool, ap_http_scheme(r)[4] == 's' ? "wss://"
+                                                            : "ws://",
+                       host, r->unparsed_uri, NULL);
+}
+
+/* The 101 answer, status line and headers in this order, then body. */
+static const char *ws_response_head(request_rec *r, websocket_conn *wc,
+                                    const char *host)
+{
+    const char *origin = apr_table_get(r->headers_in, "Origin");
+    const char *sub = wc->subprotocol;
+    char accept[29];
+
+    switch (wc->family) {
+    case WEBSOCKET_PROTOCOL_HIXIE75:
+        return apr_pstrcat(r->pool,
+                           "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
+                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
+                           "WebSocket-Origin: ", origin, "\r\n"
+                           "WebSocket-Location: ", ws_location_url(r, host),
+                           "\r\n",
+                           sub ? "WebSocket-Protocol: " : "", sub ? sub : "",
+                           sub ? "\r\n" : "", "\r\n", NULL);
+    case WEBSOCKET_PROTOCOL_HIXIE76:
+        return apr_pstrcat(r->pool,
+                           "HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Origin: ", origin, "\r\n"
+                           "Sec-WebSocket-Location: ",
+                           ws_location_url(r, host), "\r\n",
+                           sub ? "Sec-WebSocket-Protocol: " : "",
+                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+    default:
+        ws_rfc6455_accept(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
+                          accept);
+        return apr_pstrcat(r->pool,
+                           "HTTP/1.1 101 Switching Protocols\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Accept: ", accept, "\r\n",
+                           sub ? "Sec-WebSocket-Protocol: " : "",
+                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+    }
+}
+
+/* Send the 101 (and the hixie-76 answer) and take the connection over
+ * from HTTP. */
+static apr_status_t ws_switch_protocols(request_rec *r, websocket_conn *wc,
+                                        const char *host,
+                                        const unsigned char key3[8])
+{
+    const char *head = ws_response_head(r, wc, host);
+    apr_size_t len = strlen(head);
+    char *out = apr_palloc(r->pool, len + 16);
+
+    memcpy(out, head, len);
+    if (wc->family == WEBSOCKET_PROTOCOL_HIXIE76) {
+        apr_uint32_t n1, n2;
+
+        ws_hixie76_key_value(apr_table_get(r->headers_in,
+                                           "Sec-WebSocket-Key1"), &n1);
+        ws_hixie76_key_value(apr_table_get(r->headers_in,
+                                           "Sec-WebSocket-Key2"), &n2);
+        ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + len);
+        len += 16;
+    }
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    r->status_line = NULL;
+    /* From now on the request's own filters must not add an HTTP
+     * response: its final EOS goes straight to the connection. */
+    r->output_filters = r->proto_output_filters = r->connection->output_filters;
+    r->connection->keepalive = AP_CONN_CLOSE;
+    return ws_conn_write_raw(wc, out, len);
+}
+
+/* Let the plugin accept or refuse; OK or the status to answer with. */
+static int ws_plugin_accepts(request_rec *r, websocket_conn *wc)
+{
+    websocket_plugin *plugin = wc->loc->plugin;
+    int status;
+
+    if (plugin->on_connect == NULL) {
+        return OK;
+    }
+    status = plugin->on_connect(&ws_server_api, wc);
+    if (status == OK) {
+        return OK;
+    }
+    if (status < 400 || status > 599) {
+        status = HTTP_FORBIDDEN;
+    }
+    return ws_refuse(r, status, APLOG_INFO, "the plugin refused it");
+}
+
+static int ws_handler(request_rec *r)
+{
+    const ws_dir_conf *conf;
+    const char *host, *problem;
+    websocket_conn *wc;
+    ws_proto_e proto;
+    unsigned char key3[8];
+    apr_status_t rv;
+    int status;
+
+    if (r->handler == NULL || strcmp(r->handler, WS_HANDLER_NAME)) {
+        return DECLINED;
+    }
+    conf = ws_conf_resolve(r->pool, ap_get_module_config(r->per_dir_config,
+                                                         &websocket_module));
+    if (conf->loc == NULL) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "websocket: no "
+                      "WebSocketHandler is configured for %s", r->uri);
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    host = apr_table_get(r->headers_in, "Host");
+    if ((status = ws_check_upgrade(r, host)) != OK) {
+        return status;
+    }
+    proto = ws_detect_proto(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
+                            apr_table_get(r->headers_in,
+                                          "Sec-WebSocket-Version"),
+                            apr_table_get(r->headers_in, "Sec-WebSocket-Key1"),
+                            apr_table_get(r->headers_in, "Sec-WebSocket-Key2"));
+    if ((status = ws_check_family(r, conf, proto)) != OK) {
+        return status;
+    }
+    problem = ws_origin_problem(r, conf, apr_table_get(r->headers_in,
+                                                       "Origin"), host);
+    if (problem != NULL) {
+        return ws_refuse(r, HTTP_FORBIDDEN, APLOG_ERR, problem);
+    }
+
+    wc = ws_conn_create(r, conf, proto);
+    wc->offered = ws_offered_subprotocols(r, proto);
+    if (proto == WS_PROTO_HIXIE76
+        && (rv = ws_read_key3(wc, key3)) != APR_SUCCESS) {
+        ws_conn_abandon(wc);
+        r->connection->keepalive = AP_CONN_CLOSE;
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: handshake "
+                      "failed for %s: the 8 hixie-76 key bytes did not "
+                      "arrive", r->uri);
+        return APR_STATUS_IS_TIMEUP(rv) ? HTTP_REQUEST_TIME_OUT
+                                        : HTTP_BAD_REQUEST;
+    }
+    if ((status = ws_plugin_accepts(r, wc)) != OK) {
+        ws_conn_abandon(wc);
+        return status;
+    }
+    rv = ws_switch_protocols(r, wc, host, key3);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, "websocket: could not "
+                      "send the handshake answer for %s", r->uri);
+    }
+    ws_conn_run(wc);
+    return OK;
+}
+
+static void ws_register_hooks(apr_pool_t *p)
+{
+    (void)p;
+    ap_hook_handler(ws_handler, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+AP_DECLARE_MODULE(websocket) = {
+    STANDARD20_MODULE_STUFF,
+    ws_create_dir_conf,
+    ws_merge_dir_conf,
+    NULL,
+    NULL,
+    ws_cmds,
+    ws_register_hooks,
+    AP_MODULE_FLAG_NONE
+};

@@ -1,0 +1,908 @@
+package WSTest;
+
+# Helpers for the mod_websocket end-to-end tests: raw client sockets
+# (plain or TLS) against the Apache::Test server, byte-exact request
+# writing, response-head and frame reading with timeouts, the draft
+# (hixie-75/76) framing, RFC 6455 client framing, and error_log marks.
+#
+# Everything works on byte strings: pass UTF-8 *encoded* text
+# (Encode::encode('UTF-8', $str)) and compare with encoded bytes.
+#
+#   my $c = WSTest->connect;                       # main server (ws://)
+#   my $s = WSTest->connect(ssl => 1);             # mod_ssl vhost (wss://)
+#   $c->send($bytes);                              # one write
+#   $c->send_bytewise($bytes, 0.001);              # one write per byte
+#   $c->send_pieces([$a, $b], 0.3);                # writes with pauses
+#   my $head = $c->read_head(5);                   # up to CRLFCRLF (incl.)
+#   my $more = $c->read_bytes(16, 5);              # exactly 16 (or fewer on
+#                                                  #  EOF/timeout)
+#   $c->read_hixie_frame(5);  $c->read_ws_frame(5); $c->wait_eof(5);
+#
+# Read functions never die on a timeout or EOF: they return what they got
+# (undef when nothing complete) and set $c->{eof} / $c->{timed_out}.
+
+use strict;
+use warnings;
+
+use Carp qw(croak);
+use Digest::MD5 ();
+use Digest::SHA ();
+use Errno qw(EAGAIN EINTR EWOULDBLOCK);
+use IO::Select ();
+use IO::Socket::INET ();
+use MIME::Base64 ();
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes ();
+
+use Apache::Test ();
+use Apache::TestConfig ();
+
+use Exporter 'import';
+our @EXPORT_OK = qw(
+    parse_head header hexdump
+    hixie_text_frame hixie_length_frame hixie_close_frame hixie_varint
+    hixie76_key hixie76_answer hixie76_request hixie75_request
+    ws_frame ws_text ws_binary ws_close ws_ping ws_pong ws_continuation
+    ws_parse_frame ws_mask ws_close_payload ws_parse_close
+    ws_client_key ws_accept rfc6455_request
+    error_log_path error_log_mark error_log_since error_log_wait
+    server_hostport
+);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+our $DEFAULT_TIMEOUT = 10;
+
+# ----------------------------------------------------------------------
+# where the test server listens
+
+# server_hostport()           -> ("localhost", 8529)   main server
+# server_hostport('mod_ssl')  -> ("localhost", 8530)   TLS vhost
+sub server_hostport {
+    my $vhost = shift;
+    my $cfg = Apache::Test::config();
+    my ($host, $port);
+    if ($vhost) {
+        my $vh = $cfg->{vhosts}{$vhost}
+            or croak "no vhost '$vhost' in the Apache::Test config";
+        $port = $vh->{port};
+        $host = $vh->{servername} || $cfg->{vars}{servername};
+    }
+    else {
+        $port = $cfg->{vars}{port};
+        $host = $cfg->{vars}{servername};
+    }
+    $host ||= 'localhost';
+    return ($host, $port);
+}
+
+# ----------------------------------------------------------------------
+# connections
+
+# WSTest->connect(%opt)
+#   ssl => 1          TLS to the mod_ssl vhost (certificate not verified)
+#   vhost => 'name'   Apache::Test vhost to use (default main / mod_ssl)
+#   host, port        override
+#   timeout           connect timeout (default 10 s)
+#   nodelay           TCP_NODELAY (default on)
+# Returns the connection object or undef (with $@ set).
+sub connect {
+    my ($class, %opt) = @_;
+    my $vhost = $opt{vhost} || ($opt{ssl} ? 'mod_ssl' : undef);
+    my ($host, $port) = server_hostport($vhost);
+    $host = $opt{host} if defined $opt{host};
+    $port = $opt{port} if defined $opt{port};
+    my $timeout = $opt{timeout} || $DEFAULT_TIMEOUT;
+
+    my $sock = IO::Socket::INET->new(
+        PeerAddr => $host,
+        PeerPort => $port,
+        Proto    => 'tcp',
+        Timeout  => $timeout,
+    );
+    unless ($sock) {
+        $@ = "connect to $host:$port failed: $!";
+        return undef;
+    }
+    binmode $sock;
+    if (!exists $opt{nodelay} || $opt{nodelay}) {
+        setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
+    }
+    my $self = bless {
+        sock => $sock, buf => '', host => $host, port => $port,
+        ssl => 0, eof => 0, timed_out => 0,
+    }, $class;
+
+    if ($opt{ssl}) {
+        require IO::Socket::SSL;
+        my $ok = IO::Socket::SSL->start_SSL($sock,
+            SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_NONE(),
+            SSL_hostname    => $host,
+            Timeout         => $timeout,
+        );
+        unless ($ok) {
+            $@ = "TLS handshake with $host:$port failed: "
+               . IO::Socket::SSL::errstr();
+            return undef;
+        }
+        $self->{ssl} = 1;
+    }
+    return $self;
+}
+
+sub sock { $_[0]{sock} }
+sub host { $_[0]{host} }
+sub port { $_[0]{port} }
+sub hostport { "$_[0]{host}:$_[0]{port}" }
+sub is_ssl { $_[0]{ssl} }
+
+# bytes received but not consumed yet
+sub buffered { $_[0]{buf} }
+
+# write all of $bytes (one or more write calls); returns true on success
+sub send {
+    my ($self, $bytes) = @_;
+    my $sock = $self->{sock} or return 0;
+    my $off = 0;
+    my $len = length $bytes;
+    croak "send: wide character (encode text to UTF-8 first)"
+        if utf8::is_utf8($bytes) && $bytes =~ /[^\x00-\xff]/;
+    local $SIG{PIPE} = 'IGNORE';
+    while ($off < $len) {
+        my $n = syswrite($sock, $bytes, $len - $off, $off);
+        if (!defined $n) {
+            next if $! == EINTR || $! == EAGAIN || $! == EWOULDBLOCK;
+            $self->{write_error} = "$!";
+            return 0;
+        }
+        $off += $n;
+    }
+    return 1;
+}
+
+# one write per byte, optionally sleeping $delay seconds between them
+sub send_bytewise {
+    my ($self, $bytes, $delay) = @_;
+    for my $i (0 .. length($bytes) - 1) {
+        $self->send(substr $bytes, $i, 1) or return 0;
+        Time::HiRes::sleep($delay) if $delay && $i < length($bytes) - 1;
+    }
+    return 1;
+}
+
+# send each element of @$pieces in its own write, sleeping $delay seconds
+# (or $delay->[$i] seconds) between them
+sub send_pieces {
+    my ($self, $pieces, $delay) = @_;
+    for my $i (0 .. $#$pieces) {
+        $self->send($pieces->[$i]) or return 0;
+        if ($i < $#$pieces) {
+            my $d = ref $delay ? $delay->[$i] : $delay;
+            Time::HiRes::sleep($d) if $d;
+        }
+    }
+    return 1;
+}
+
+# read more data into the buffer: waits at most until $deadline (absolute
+# time).  Returns number of bytes added, 0 on EOF, undef on timeout/error.
+sub _fill {
+    my ($self, $deadline) = @_;
+    my $sock = $self->{sock};
+    return 0 if $self->{eof};
+    while (1) {
+        my $pending = $self->{ssl} ? $sock->pending : 0;
+        unless ($pending) {
+            my $left = $deadline - Time::HiRes::time();
+            if ($left <= 0) { $self->{timed_out} = 1; return undef; }
+            my $sel = IO::Select->new($sock);
+            my @r = $sel->can_read($left);
+            unless (@r) {
+                next if $! == EINTR && Time::HiRes::time() < $deadline;
+                $self->{timed_out} = 1;
+                return undef;
+            }
+        }
+        my $chunk = '';
+        my $n = sysread($sock, $chunk, 65536);
+        if (!defined $n) {
+            if ($self->{ssl}) {
+                # IO::Socket::SSL: no full record yet
+                next if $! == EAGAIN || $! == EWOULDBLOCK
+                    || ($IO::Socket::SSL::SSL_ERROR
+                        && $IO::Socket::SSL::SSL_ERROR
+                           == IO::Socket::SSL::SSL_WANT_READ());
+            }
+            next if $! == EINTR || $! == EAGAIN;
+            # ECONNRESET and friends: treat as end of stream
+            $self->{read_error} = "$!";
+            $self->{eof} = 1;
+            return 0;
+        }
+        if ($n == 0) { $self->{eof} = 1; return 0; }
+        $self->{buf} .= $chunk;
+        return $n;
+    }
+}
+
+sub _deadline {
+    my $t = shift;
+    return Time::HiRes::time() + (defined $t ? $t : $DEFAULT_TIMEOUT);
+}
+
+# Response head up to and including the first CRLFCRLF; undef when EOF or
+# the timeout comes first (then ->buffered holds what did arrive).
+sub read_head {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    while (1) {
+        my $i = index $self->{buf}, "\r\n\r\n";
+        if ($i >= 0) {
+            return substr $self->{buf}, 0, $i + 4, '';
+        }
+        my $n = $self->_fill($deadline);
+        return undef unless $n;
+    }
+}
+
+# Exactly $n bytes; on EOF/timeout returns the (shorter) bytes that came,
+# which may be ''.
+sub read_bytes {
+    my ($self, $n, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    while (length $self->{buf} < $n) {
+        my $r = $self->_fill($deadline);
+        last unless $r;
+    }
+    my $take = length $self->{buf} < $n ? length $self->{buf} : $n;
+    return substr $self->{buf}, 0, $take, '';
+}
+
+# Everything up to and including $marker; undef on EOF/timeout first.
+sub read_until {
+    my ($self, $marker, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    while (1) {
+        my $i = index $self->{buf}, $marker;
+        return substr $self->{buf}, 0, $i + length $marker, '' if $i >= 0;
+        my $r = $self->_fill($deadline);
+        return undef unless $r;
+    }
+}
+
+# Whatever arrives within $timeout (or until EOF), consumed.
+sub read_available {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    1 while $self->_fill($deadline);
+    my $all = $self->{buf};
+    $self->{buf} = '';
+    return $all;
+}
+
+# Waits for the peer to close.  Returns true on EOF within $timeout; the
+# bytes received meanwhile are in $self->{trailing} (and consumed).
+sub wait_eof {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    my $got = '';
+    while (!$self->{eof}) {
+        my $r = $self->_fill($deadline);
+        last unless defined $r;
+    }
+    $self->{trailing} = $self->{buf};
+    $self->{buf} = '';
+    return $self->{eof} ? 1 : 0;
+}
+
+sub eof { $_[0]{eof} }
+sub timed_out { $_[0]{timed_out} }
+
+sub shutdown_write {
+    my $self = shift;
+    if ($self->{ssl}) { $self->{sock}->stop_SSL(SSL_fast_shutdown => 1) }
+    shutdown($self->{sock}, 1);
+}
+
+sub close {
+    my $self = shift;
+    if (my $s = delete $self->{sock}) {
+        $s->close(SSL_no_shutdown => 1) if $self->{ssl};
+        CORE::close($s) unless $self->{ssl};
+    }
+}
+
+sub DESTROY { $_[0]->close }
+
+# ----------------------------------------------------------------------
+# HTTP response heads
+
+# parse_head($head) -> { proto, status, reason, status_line,
+#                        headers => { lc name => [values] },
+#                        fields => [[name, value], ...] } or undef
+sub parse_head {
+    my $head = shift;
+    return undef unless defined $head;
+    my @lines = split /\r\n/, $head;
+    my $sl = shift @lines;
+    return undef unless defined $sl
+        && $sl =~ m{^(HTTP/\d\.\d) (\d{3})(?: (.*))?$};
+    my %r = (proto => $1, status => $2, reason => defined $3 ? $3 : '',
+             status_line => $sl, headers => {}, fields => []);
+    for (@lines) {
+        next if $_ eq '';
+        my ($k, $v) = /^([^:]+):[ \t]*(.*?)[ \t]*$/ or next;
+        push @{ $r{fields} }, [$k, $v];
+        push @{ $r{headers}{lc $k} }, $v;
+    }
+    return \%r;
+}
+
+# header($parsed, 'Name') -> all values joined with ", " (undef if absent)
+sub header {
+    my ($r, $name) = @_;
+    my $v = $r->{headers}{lc $name} or return undef;
+    return join ', ', @$v;
+}
+
+# readable rendering of bytes for test diagnostics
+sub hexdump {
+    my ($bytes, $max) = @_;
+    return '(undef)' unless defined $bytes;
+    $max ||= 256;
+    my $s = substr $bytes, 0, $max;
+    $s =~ s/([^\x20-\x7e])/sprintf '\\x%02x', ord $1/ge;
+    $s .= sprintf '... (%d bytes)', length $bytes if length $bytes > $max;
+    return qq("$s");
+}
+
+# ----------------------------------------------------------------------
+# draft-hixie-thewebsocketprotocol-75/76
+
+sub hixie_text_frame { "\x00" . $_[0] . "\xFF" }
+
+# length as the draft encodes it: base-128, most significant group first,
+# high bit set on all but the last byte
+sub hixie_varint {
+    my $n = shift;
+    my @b = ($n & 0x7f);
+    $n >>= 7;
+    while ($n) {
+        unshift @b, 0x80 | ($n & 0x7f);
+        $n >>= 7;
+    }
+    return pack 'C*', @b;
+}
+
+# length-prefixed frame (frame type >= 0x80; 0xFF with length 0 is close)
+sub hixie_length_frame {
+    my ($data, $type) = @_;
+    $type = 0x80 unless defined $type;
+    return chr($type) . hixie_varint(length $data) . $data;
+}
+
+sub hixie_close_frame { "\xFF\x00" }
+
+# Reads one server frame.  Returns { type, data } where for a text frame
+# (type < 0x80) data is the bytes between the type and 0xFF, for a
+# length-prefixed frame the payload (a close is type 0xFF, data '').
+# undef on EOF/timeout before a whole frame.
+sub read_hixie_frame {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    while (1) {
+        my $f = _parse_hixie_frame(\$self->{buf});
+        return $f if $f;
+        my $r = $self->_fill($deadline);
+        return undef unless $r;
+    }
+}
+
+sub _parse_hixie_frame {
+    my $bufref = shift;
+    my $buf = $$bufref;
+    return undef unless length $buf;
+    my $type = ord substr $buf, 0, 1;
+    if ($type & 0x80) {
+        my ($len, $i) = (0, 1);
+        while (1) {
+            return undef if $i >= length $buf;
+            my $b = ord substr $buf, $i++, 1;
+            $len = $len * 128 + ($b & 0x7f);
+            last unless $b & 0x80;
+        }
+        return undef if length($buf) < $i + $len;
+        my $data = substr $buf, $i, $len;
+        substr($$bufref, 0, $i + $len, '');
+        return { type => $type, data => $data, length => $len };
+    }
+    my $end = index $buf, "\xFF", 1;
+    return undef if $end < 0;
+    my $data = substr $buf, 1, $end - 1;
+    substr($$bufref, 0, $end + 1, '');
+    return { type => $type, data => $data };
+}
+
+# hixie76_key($number, $spaces) -> a Sec-WebSocket-Key value whose digits
+# make $number * $spaces and which holds $spaces spaces (neither at the
+# start nor at the end), with a few random non-digit characters mixed in.
+# hixie76_key() picks both at random (valid).
+sub hixie76_key {
+    my ($number, $spaces) = @_;
+    $spaces = 1 + int rand 12 unless defined $spaces;
+    $number = int rand(4294967295 / $spaces) unless defined $number;
+    my @c = split //, '' . ($number * $spaces);
+    my @noise = map { chr } 0x21 .. 0x2f, 0x3a .. 0x7e;
+    for (1 .. 1 + int rand 12) {
+        splice @c, int rand(@c + 1), 0, $noise[rand @noise];
+    }
+    for (1 .. $spaces) {
+        splice @c, 1 + int rand(@c - 1), 0, ' ';
+    }
+    return join '', @c;
+}
+
+# the 16-byte answer: MD5(be32(key1 digits / spaces) . be32(key2 ...) . key3)
+sub hixie76_answer {
+    my ($k1, $k2, $key3) = @_;
+    my @n;
+    for my $k ($k1, $k2) {
+        (my $d = $k) =~ s/\D//g;
+        $d = 0 if $d eq '';
+        my $sp = () = $k =~ / /g;
+        croak "key '$k' has no spaces" unless $sp;
+        push @n, int($d / $sp);
+    }
+    return Digest::MD5::md5(pack('NN', @n) . $key3);
+}
+
+# hixie76_request(%opt) -> request bytes (head + the 8 key bytes unless
+# key3 => undef).  Options: path (/echo), host (Host header; none if undef),
+# origin (default http://<host>, https:// with ssl => 1), protocol, key1, key2, key3, method (GET),
+# version (HTTP/1.1), extra => [[name, value], ...], omit => [names],
+# order => [names] to reorder.  Returns (bytes, \%used) in list context,
+# where %used holds key1, key2, key3, expected answer.
+sub hixie76_request {
+    my (%o) = @_;
+    my $key1 = exists $o{key1} ? $o{key1} : hixie76_key();
+    my $key2 = exists $o{key2} ? $o{key2} : hixie76_key();
+    my $key3 = exists $o{key3} ? $o{key3}
+             : pack 'C8', map { int rand 256 } 1 .. 8;
+    my @fields = (
+        ['Host', $o{host}],
+        ['Connection', 'Upgrade'],
+        ['Sec-WebSocket-Key2', $key2],
+        (defined $o{protocol} ? ['Sec-WebSocket-Protocol', $o{protocol}] : ()),
+        ['Upgrade', 'WebSocket'],
+        ['Sec-WebSocket-Key1', $key1],
+        ['Origin', exists $o{origin} ? $o{origin} : _default_origin(\%o)],
+    );
+    my $req = _request_head(\%o, \@fields);
+    $req .= $key3 if defined $key3;
+    my %used = (key1 => $key1, key2 => $key2, key3 => $key3);
+    $used{answer} = hixie76_answer($key1, $key2, $key3)
+        if defined $key1 && defined $key2 && defined $key3
+           && $key1 =~ / / && $key2 =~ / /;
+    return wantarray ? ($req, \%used) : $req;
+}
+
+# hixie75_request(%opt): Upgrade: WebSocket, Connection: Upgrade, Host,
+# Origin (+ WebSocket-Protocol with protocol => ...)
+sub hixie75_request {
+    my (%o) = @_;
+    my @fields = (
+        ['Upgrade', 'WebSocket'],
+        ['Connection', 'Upgrade'],
+        ['Host', $o{host}],
+        ['Origin', exists $o{origin} ? $o{origin} : _default_origin(\%o)],
+        (defined $o{protocol} ? ['WebSocket-Protocol', $o{protocol}] : ()),
+    );
+    return _request_head(\%o, \@fields);
+}
+
+# the module checks by default that Origin names the Host the request was
+# sent to: default to http(s)://<Host header>
+sub _default_origin {
+    my $o = shift;
+    my $host = defined $o->{host} ? $o->{host} : 'localhost';
+    return ($o->{ssl} ? 'https://' : 'http://') . $host;
+}
+
+sub _request_head {
+    my ($o, $fields) = @_;
+    my $method  = $o->{method}  || 'GET';
+    my $path    = $o->{path}    || '/echo';
+    my $version = $o->{version} || 'HTTP/1.1';
+    my %omit = map { lc($_) => 1 } @{ $o->{omit} || [] };
+    my @f = grep { !$omit{ lc $_->[0] } && defined $_->[1] } @$fields;
+    push @f, @{ $o->{extra} || [] };
+    if (my $order = $o->{order}) {
+        my %pos; @pos{ map lc, @$order } = 0 .. $#$order;
+        @f = sort { ($pos{lc $a->[0]} // 1e9) <=> ($pos{lc $b->[0]} // 1e9) } @f;
+    }
+    my $req = "$method $path $version\r\n";
+    $req .= "$_->[0]: $_->[1]\r\n" for @f;
+    return $req . "\r\n";
+}
+
+# $c->handshake76(%opt): sends a hixie-76 request (hixie76_request options;
+# host defaults to the connection's host:port, ssl to the connection's) in
+# one write, or as pieces => [head, key3] with delay => seconds, or
+# bytewise => 1; reads the response head and, when it is a 101, the 16-byte
+# answer.  Returns a hash: head (raw), res (parse_head), answer (16 bytes
+# or fewer), expected (the answer we computed), request, used.
+sub handshake76 {
+    my ($self, %o) = @_;
+    $o{host} = $self->hostport unless exists $o{host};
+    $o{ssl} = $self->{ssl} unless exists $o{ssl};
+    my ($req, $used) = hixie76_request(%o);
+    if ($o{bytewise}) {
+        $self->send_bytewise($req, $o{delay});
+    }
+    elsif ($o{split_key3} && defined $used->{key3}) {
+        my $k = length $used->{key3};
+        $self->send_pieces([substr($req, 0, -$k), substr($req, -$k)],
+                           $o{delay});
+    }
+    else {
+        $self->send($req);
+    }
+    my %r = (request => $req, used => $used, expected => $used->{answer});
+    $r{head} = $self->read_head($o{timeout});
+    $r{res} = parse_head($r{head});
+    if ($r{res} && $r{res}{status} == 101) {
+        $r{answer} = $self->read_bytes(16, $o{timeout});
+    }
+    return \%r;
+}
+
+# $c->handshake75(%opt): hixie-75 request, returns { head, res, request }
+sub handshake75 {
+    my ($self, %o) = @_;
+    $o{host} = $self->hostport unless exists $o{host};
+    $o{ssl} = $self->{ssl} unless exists $o{ssl};
+    my $req = hixie75_request(%o);
+    $self->send($req);
+    my $head = $self->read_head($o{timeout});
+    return { head => $head, res => parse_head($head), request => $req };
+}
+
+# $c->hixie_echo($bytes): sends one text frame, returns the data of the
+# next frame received (undef if none)
+sub hixie_echo {
+    my ($self, $bytes, $timeout) = @_;
+    $self->send(hixie_text_frame($bytes)) or return undef;
+    my $f = $self->read_hixie_frame($timeout) or return undef;
+    return $f->{data};
+}
+
+# ----------------------------------------------------------------------
+# RFC 6455
+
+use constant {
+    OP_CONT => 0x0, OP_TEXT => 0x1, OP_BINARY => 0x2,
+    OP_CLOSE => 0x8, OP_PING => 0x9, OP_PONG => 0xA,
+};
+push @EXPORT_OK, qw(OP_CONT OP_TEXT OP_BINARY OP_CLOSE OP_PING OP_PONG);
+
+# XOR $data with the 4-byte $key
+sub ws_mask {
+    my ($data, $key) = @_;
+    return '' unless length $data;
+    my $reps = int(length($data) / 4) + 1;
+    return $data ^ substr($key x $reps, 0, length $data);
+}
+
+# ws_frame($opcode, $payload, %opt) -> frame bytes
+#   fin => 1|0            (default 1)
+#   rsv => 0..7           RSV1 = 4, RSV2 = 2, RSV3 = 1 (default 0)
+#   mask => 1|0           client frames are masked (default 1)
+#   mask_key => 4 bytes   default random
+#   len_bits => 7|16|64   force a length encoding (default the minimal
+#                         one), e.g. a non-minimal 64-bit length
+#   len => N              length to put in the header instead of the
+#                         payload's (for lying-length tests)
+sub ws_frame {
+    my ($opcode, $payload, %o) = @_;
+    $payload = '' unless defined $payload;
+    croak "ws_frame: wide character (encode text to UTF-8 first)"
+        if utf8::is_utf8($payload) && $payload =~ /[^\x00-\xff]/;
+    my $fin  = exists $o{fin} ? ($o{fin} ? 1 : 0) : 1;
+    my $rsv  = $o{rsv} || 0;
+    my $mask = exists $o{mask} ? ($o{mask} ? 1 : 0) : 1;
+    my $len  = defined $o{len} ? $o{len} : length $payload;
+
+    my $b0 = ($fin << 7) | (($rsv & 7) << 4) | ($opcode & 0x0f);
+    my $bits = $o{len_bits}
+        || ($len < 126 ? 7 : $len < 65536 ? 16 : 64);
+    my $hdr = chr $b0;
+    my $m = $mask << 7;
+    if ($bits == 7) {
+        croak "length $len does not fit 7 bits" if $len > 125;
+        $hdr .= chr($m | $len);
+    }
+    elsif ($bits == 16) {
+        croak "length $len does not fit 16 bits" if $len > 65535;
+        $hdr .= chr($m | 126) . pack('n', $len);
+    }
+    elsif ($bits == 64) {
+        $hdr .= chr($m | 127) . pack('NN', int($len / 4294967296), $len % 4294967296);
+    }
+    else { croak "len_bits must be 7, 16 or 64" }
+
+    if ($mask) {
+        my $key = defined $o{mask_key} ? $o{mask_key}
+                : pack 'C4', map { int rand 256 } 1 .. 4;
+        croak "mask_key must be 4 bytes" unless length $key == 4;
+        return $hdr . $key . ws_mask($payload, $key);
+    }
+    return $hdr . $payload;
+}
+
+sub ws_text         { ws_frame(OP_TEXT,   @_) }
+sub ws_binary       { ws_frame(OP_BINARY, @_) }
+sub ws_continuation { ws_frame(OP_CONT,   @_) }
+sub ws_ping         { ws_frame(OP_PING,   @_) }
+sub ws_pong         { ws_frame(OP_PONG,   @_) }
+
+# close payload: 2-byte code + UTF-8 reason ('' when code is undef)
+sub ws_close_payload {
+    my ($code, $reason) = @_;
+    return '' unless defined $code;
+    return pack('n', $code) . (defined $reason ? $reason : '');
+}
+
+# ws_close($code, $reason, %frame_opts)
+sub ws_close {
+    my ($code, $reason, %o) = @_;
+    return ws_frame(OP_CLOSE, ws_close_payload($code, $reason), %o);
+}
+
+# (code, reason) from a close payload; code undef when the payload is empty
+sub ws_parse_close {
+    my $p = shift;
+    return (undef, '') if !defined $p || length($p) < 2;
+    return (unpack('n', $p), substr($p, 2));
+}
+
+# ws_parse_frame(\$buf) -> frame hash, consuming it from $buf; undef when
+# $buf does not hold a whole frame yet.  Frame hash: fin, rsv (0..7), rsv1,
+# rsv2, rsv3, opcode, masked, mask_key, length, len_bits, payload (unmasked),
+# header_length, raw.
+sub ws_parse_frame {
+    my $bufref = shift;
+    my $buf = $$bufref;
+    return undef if length $buf < 2;
+    my ($b0, $b1) = unpack 'CC', $buf;
+    my $masked = $b1 >> 7;
+    my $len = $b1 & 0x7f;
+    my $i = 2;
+    my $bits = 7;
+    if ($len == 126) {
+        return undef if length $buf < 4;
+        $len = unpack 'n', substr $buf, 2, 2;
+        $i = 4; $bits = 16;
+    }
+    elsif ($len == 127) {
+        return undef if length $buf < 10;
+        my ($hi, $lo) = unpack 'NN', substr $buf, 2, 8;
+        $len = $hi * 4294967296 + $lo;
+        $i = 10; $bits = 64;
+    }
+    my $key;
+    if ($masked) {
+        return undef if length $buf < $i + 4;
+        $key = substr $buf, $i, 4;
+        $i += 4;
+    }
+    return undef if length($buf) < $i + $len;
+    my $payload = substr $buf, $i, $len;
+    $payload = ws_mask($payload, $key) if $masked;
+    my $raw = substr $$bufref, 0, $i + $len, '';
+    return {
+        fin => $b0 >> 7, rsv => ($b0 >> 4) & 7,
+        rsv1 => ($b0 >> 6) & 1, rsv2 => ($b0 >> 5) & 1, rsv3 => ($b0 >> 4) & 1,
+        opcode => $b0 & 0x0f, masked => $masked, mask_key => $key,
+        length => $len, len_bits => $bits, payload => $payload,
+        header_length => $i, raw => $raw,
+    };
+}
+
+# one server frame (undef on EOF/timeout before a whole frame)
+sub read_ws_frame {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    $self->{timed_out} = 0;
+    while (1) {
+        my $f = ws_parse_frame(\$self->{buf});
+        return $f if $f;
+        my $r = $self->_fill($deadline);
+        return undef unless $r;
+    }
+}
+
+# A whole message: data frames up to FIN, collecting control frames that
+# arrive in between into $msg->{control} (they are not answered).  Returns
+# { opcode, payload, frames => [...], control => [...] }; a control frame
+# arriving on its own (not inside a fragmented message) is returned as the
+# message (opcode 8/9/10).  undef on EOF/timeout.
+sub read_ws_message {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    my (%msg, @frames, @control);
+    while (1) {
+        my $f = $self->read_ws_frame($deadline - Time::HiRes::time());
+        return undef unless $f;
+        if ($f->{opcode} >= 8) {
+            return { %$f, frames => [$f], control => [] } unless @frames;
+            push @control, $f;
+            next;
+        }
+        push @frames, $f;
+        last if $f->{fin};
+    }
+    return {
+        opcode  => $frames[0]{opcode},
+        payload => join('', map { $_->{payload} } @frames),
+        frames  => \@frames,
+        control => \@control,
+    };
+}
+
+# random 16-byte nonce, base64 (Sec-WebSocket-Key)
+sub ws_client_key {
+    return MIME::Base64::encode_base64(pack('C16', map { int rand 256 } 1 .. 16), '');
+}
+
+# Sec-WebSocket-Accept for a key
+sub ws_accept {
+    my $key = shift;
+    return MIME::Base64::encode_base64(
+        Digest::SHA::sha1($key . '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'), '');
+}
+
+# rfc6455_request(%opt) -> request head (and \%used with key, accept in list
+# context).  Options as hixie76_request plus: key, version (13; the
+# Sec-WebSocket-Version value), protocol, extensions, origin (default none),
+# http (HTTP/1.1).
+sub rfc6455_request {
+    my (%o) = @_;
+    my $key = exists $o{key} ? $o{key} : ws_client_key();
+    my @fields = (
+        ['Host', $o{host}],
+        ['Upgrade', exists $o{upgrade} ? $o{upgrade} : 'websocket'],
+        ['Connection', exists $o{connection} ? $o{connection} : 'Upgrade'],
+        ['Sec-WebSocket-Key', $key],
+        ['Sec-WebSocket-Version', exists $o{ws_version} ? $o{ws_version} : 13],
+        (defined $o{origin} ? ['Origin', $o{origin}] : ()),
+        (defined $o{protocol} ? ['Sec-WebSocket-Protocol', $o{protocol}] : ()),
+        (defined $o{extensions} ? ['Sec-WebSocket-Extensions', $o{extensions}] : ()),
+    );
+    my %ro = %o;
+    $ro{version} = $o{http} || 'HTTP/1.1';
+    my $req = _request_head(\%ro, \@fields);
+    my %used = (key => $key, accept => defined $key ? ws_accept($key) : undef);
+    return wantarray ? ($req, \%used) : $req;
+}
+
+# ----------------------------------------------------------------------
+# error_log
+
+sub error_log_path {
+    return Apache::Test::vars('t_logs') . '/error_log';
+}
+
+# current end of the error_log (a byte offset)
+sub error_log_mark {
+    my $f = error_log_path();
+    return -s $f || 0;
+}
+
+# lines appended since $mark; in list context the lines, in scalar context
+# their number.  error_log_since($mark, qr/.../) keeps only matching lines.
+sub error_log_since {
+    my ($mark, $re) = @_;
+    my $f = error_log_path();
+    open my $fh, '<', $f or return;
+    binmode $fh;
+    seek $fh, $mark, 0;
+    local $/ = "\n";
+    my @l = <$fh>;
+    CORE::close $fh;
+    chomp @l;
+    @l = grep { /$re/ } @l if $re;
+    return @l;
+}
+
+# Wait up to $timeout seconds (default 3) until at least $min (default 1)
+# new lines match $re; then wait a short $settle (default 0.3 s) for more,
+# and return all matching new lines.
+sub error_log_wait {
+    my ($mark, $re, %o) = @_;
+    my $timeout = defined $o{timeout} ? $o{timeout} : 3;
+    my $min     = defined $o{min} ? $o{min} : 1;
+    my $settle  = defined $o{settle} ? $o{settle} : 0.3;
+    my $deadline = Time::HiRes::time() + $timeout;
+    my @l;
+    while (1) {
+        @l = error_log_since($mark, $re);
+        last if @l >= $min || Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+    if ($settle) {
+        Time::HiRes::sleep($settle);
+        @l = error_log_since($mark, $re);
+    }
+    return @l;
+}
+
+1;
+
+# ----------------------------------------------------------------------
+# RFC 6455 client conveniences (added for the t/rfc6455_*.t tests)
+
+push @EXPORT_OK, qw(ws_close_frame_info);
+
+# $c->handshake6455(%opt): sends an RFC 6455 request (rfc6455_request
+# options; host defaults to the connection's host:port) in one write,
+# followed in that same write by the bytes of append => '...'; reads the
+# response head.  Returns { head, res (parse_head), request, used }.
+sub handshake6455 {
+    my ($self, %o) = @_;
+    $o{host} = $self->hostport unless exists $o{host};
+    my $append = delete $o{append};
+    my ($req, $used) = rfc6455_request(%o);
+    $self->send($req . (defined $append ? $append : ''));
+    my $head = $self->read_head($o{timeout});
+    return { head => $head, res => parse_head($head), request => $req,
+             used => $used };
+}
+
+# WSTest->open6455(%opt): connect (ssl, vhost, host, port as for connect)
+# and complete an RFC 6455 handshake (other options as handshake6455).
+# Returns the connection, or undef with $@ saying what went wrong.
+sub open6455 {
+    my ($class, %o) = @_;
+    my %co;
+    for my $k (qw(ssl vhost port timeout nodelay)) {
+        $co{$k} = delete $o{$k} if exists $o{$k};
+    }
+    my $c = $class->connect(%co) or return undef;
+    my $r = $c->handshake6455(%o);
+    my $acc = $r->{res} ? header($r->{res}, 'Sec-WebSocket-Accept') : undef;
+    unless ($r->{res} && $r->{res}{status} == 101 && defined $acc
+            && $acc eq $r->{used}{accept}) {
+        $@ = 'RFC 6455 handshake failed: '
+           . hexdump(defined $r->{head} ? $r->{head} : $c->buffered, 400);
+        return undef;
+    }
+    $c->{handshake} = $r;
+    return $c;
+}
+
+# ws_close_frame_info($frame) -> { code (undef: empty payload), reason }
+sub ws_close_frame_info {
+    my $f = shift;
+    return undef unless $f && $f->{opcode} == OP_CLOSE;
+    my ($code, $reason) = ws_parse_close($f->{payload});
+    return { code => $code, reason => $reason, frame => $f };
+}
+
+# $c->read_until_close($timeout): reads server frames until a close frame;
+# returns (close frame or undef, [frames that came before it]).
+sub read_until_close {
+    my ($self, $timeout) = @_;
+    my $deadline = _deadline($timeout);
+    my @before;
+    while (1) {
+        my $f = $self->read_ws_frame($deadline - Time::HiRes::time());
+        return (undef, \@before) unless $f;
+        return ($f, \@before) if $f->{opcode} == OP_CLOSE;
+        push @before, $f;
+    }
+}

@@ -1,0 +1,186 @@
+/* Licensed under the Apache License, Version 2.0.
+ *
+ * ws_engine.h: the protocol engine of mod_websocket.
+ *
+ * Nothing here includes an httpd header or touches a socket: bytes go in,
+ * callbacks and bytes to write come out.  The engine is split by job:
+ *   ws_handshake.c  handshake arithmetic and header parsing (both families)
+ *   ws_frame.c      the framing state machine (ws_session) for both families
+ *   ws_utf8.c       incremental UTF-8 validation
+ */
+#ifndef WS_ENGINE_H
+#define WS_ENGINE_H
+
+#include <apr_pools.h>
+#include <apr_tables.h>
+
+/* Protocol families (see DESIGN.md section 2). */
+typedef enum {
+    WS_PROTO_NONE = 0,
+    WS_PROTO_HIXIE75,
+    WS_PROTO_HIXIE76,
+    WS_PROTO_RFC6455
+} ws_proto_e;
+
+/* RFC 6455 opcodes. */
+#define WS_OP_CONTINUATION 0x0
+#define WS_OP_TEXT         0x1
+#define WS_OP_BINARY       0x2
+#define WS_OP_CLOSE        0x8
+#define WS_OP_PING         0x9
+#define WS_OP_PONG         0xA
+
+/* RFC 6455 close codes used by the server. */
+#define WS_CLOSE_NORMAL           1000
+#define WS_CLOSE_GOING_AWAY       1001
+#define WS_CLOSE_PROTOCOL_ERROR   1002
+#define WS_CLOSE_UNSUPPORTED      1003
+#define WS_CLOSE_NO_STATUS        1005 /* never sent: "close had no code" */
+#define WS_CLOSE_ABNORMAL         1006 /* never sent: "no close frame" */
+#define WS_CLOSE_INVALID_DATA     1007
+#define WS_CLOSE_POLICY           1008
+#define WS_CLOSE_TOO_BIG          1009
+#define WS_CLOSE_INTERNAL_ERROR   1011
+
+/* ------------------------------------------------------------------ */
+/* UTF-8 (ws_utf8.c)                                                   */
+
+/* Incremental validator state; initialise with ws_utf8_init(). */
+typedef struct ws_utf8_state {
+    unsigned int need;          /* continuation bytes still expected */
+    unsigned char lo, hi;       /* allowed range of the next byte */
+} ws_utf8_state;
+
+#define WS_UTF8_OK       0  /* valid, and ends on a character boundary */
+#define WS_UTF8_PARTIAL  1  /* valid so far, ends inside a character */
+#define WS_UTF8_INVALID -1  /* no continuation can make this valid */
+
+void ws_utf8_init(ws_utf8_state *st);
+/* Feed the next bytes; returns WS_UTF8_OK, _PARTIAL or _INVALID.  Once
+ * _INVALID is returned the state stays invalid.  Overlong forms,
+ * surrogates (U+D800..U+DFFF) and code points above U+10FFFF are invalid,
+ * and they are reported at the first byte that makes them so. */
+int ws_utf8_feed(ws_utf8_state *st, const unsigned char *data,
+                 apr_size_t len);
+/* Whole-buffer convenience: non-zero when data is complete valid UTF-8. */
+int ws_utf8_valid(const unsigned char *data, apr_size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Handshake (ws_handshake.c)                                          */
+
+/* Which family a request speaks, from its headers (NULL when absent).
+ * Sec-WebSocket-Key or -Version present: RFC 6455; Key1 or Key2 present:
+ * hixie-76; otherwise hixie-75. */
+ws_proto_e ws_detect_proto(const char *key, const char *version,
+                           const char *key1, const char *key2);
+
+/* hixie-76 key value: the digits of key read as a decimal number divided
+ * by the number of spaces.  Returns NULL and sets *value on success, or a
+ * static string saying what is wrong (no spaces, no digits, number over
+ * 2^32-1, number not an exact multiple of the spaces). */
+const char *ws_hixie76_key_value(const char *key, apr_uint32_t *value);
+
+/* hixie-76 answer: MD5 of n1 and n2 as 32-bit big-endian followed by the
+ * 8 key bytes. */
+void ws_hixie76_answer(apr_uint32_t n1, apr_uint32_t n2,
+                       const unsigned char key3[8],
+                       unsigned char answer[16]);
+
+/* RFC 6455: NULL when key is the base64 of exactly 16 bytes, otherwise a
+ * static string saying what is wrong. */
+const char *ws_rfc6455_check_key(const char *key);
+
+/* RFC 6455 Sec-WebSocket-Accept: base64(SHA-1(key + GUID)), 28 chars and
+ * a NUL. */
+void ws_rfc6455_accept(const char *key, char accept[29]);
+
+/* RFC 6455 versions we speak: 13, 8, 7.  Non-zero when version (a header
+ * value, may be NULL) names one of them exactly. */
+int ws_rfc6455_version_ok(const char *version);
+
+/* Non-zero when the comma-separated header value list contains token
+ * (case-insensitive, optional whitespace around elements). */
+int ws_token_list_has(const char *list, const char *token);
+
+/* Split a comma-separated header value into its trimmed, non-empty
+ * elements (array of const char *), allocated from p.  list may be NULL. */
+apr_array_header_t *ws_token_list_split(apr_pool_t *p, const char *list);
+
+/* ------------------------------------------------------------------ */
+/* Framing: the session state machine (ws_frame.c)                     */
+
+typedef struct ws_session ws_session;
+
+typedef struct ws_session_callbacks {
+    /* Bytes for the peer, in order.  A frame may arrive in several calls
+     * (header, then payload).  Return non-zero if they cannot be sent;
+     * the session then fails. Required. */
+    int (*write)(void *baton, const char *data, apr_size_t len);
+    /* A complete message: WS_OP_TEXT (valid UTF-8 for RFC 6455) or
+     * WS_OP_BINARY.  data is only valid during the call. Required. */
+    void (*on_message)(void *baton, int opcode, const char *data,
+                       apr_size_t len);
+    /* A ping arrived; the pong is already written.  Optional. */
+    void (*on_ping)(void *baton, const char *data, apr_size_t len);
+    /* A pong arrived.  Optional. */
+    void (*on_pong)(void *baton, const char *data, apr_size_t len);
+    /* The peer's close: code (WS_CLOSE_NO_STATUS when it sent none, and
+     * for the hixie 0xFF 0x00) and reason (valid UTF-8, not NUL
+     * terminated).  The reply close, if due, is already written.
+     * Optional. */
+    void (*on_close)(void *baton, int code, const char *reason,
+                     apr_size_t len);
+} ws_session_callbacks;
+
+typedef struct ws_session_config {
+    /* Largest frame payload and largest reassembled message accepted;
+     * bigger fails the session with 1009 before anything is allocated
+     * for it.  0: no limit. */
+    apr_uint64_t max_message;
+    /* Messages sent are split into frames of at most this many payload
+     * bytes (RFC 6455 only).  0: never split. */
+    apr_size_t fragment_size;
+} ws_session_config;
+
+typedef enum {
+    WS_SESSION_OPEN = 0,  /* messages flow both ways */
+    WS_SESSION_CLOSING,   /* we sent a close, waiting for the peer's */
+    WS_SESSION_CLOSED,    /* close handshake complete: close TCP */
+    WS_SESSION_FAILED     /* protocol error or write failure: close TCP */
+} ws_session_state_e;
+
+/* Create a session for proto (HIXIE75, HIXIE76 or RFC6455).  cfg and cb
+ * are copied.  Buffers are released by a cleanup on pool. */
+ws_session *ws_session_create(apr_pool_t *pool, ws_proto_e proto,
+                              const ws_session_config *cfg,
+                              const ws_session_callbacks *cb, void *baton);
+
+/* Feed bytes read from the peer (any split: one byte at a time works).
+ * Callbacks run from inside.  On a protocol violation the session writes
+ * its close (RFC 6455: a close frame with 1002, 1007 or 1009) and goes
+ * FAILED; bytes after a close or a failure are ignored.  Returns the
+ * state after the bytes were consumed. */
+ws_session_state_e ws_session_feed(ws_session *s, const char *data,
+                                   apr_size_t len);
+
+ws_session_state_e ws_session_state(const ws_session *s);
+
+/* The close code sent because of a failure or received from the peer
+ * (0 while open); and, after a failure, a static string saying why, for
+ * the error log (NULL otherwise). */
+int ws_session_close_code(const ws_session *s);
+const char *ws_session_error(const ws_session *s);
+
+/* Send a message (WS_OP_TEXT or WS_OP_BINARY).  hixie: text only,
+ * binary gives APR_ENOTIMPL.  After our close: APR_EOF. */
+apr_status_t ws_session_send(ws_session *s, int opcode, const char *data,
+                             apr_size_t len);
+/* RFC 6455 ping with up to 125 bytes of payload (hixie: APR_ENOTIMPL). */
+apr_status_t ws_session_ping(ws_session *s, const char *data,
+                             apr_size_t len);
+/* Start the closing handshake.  RFC 6455: code 0 sends an empty close
+ * payload; otherwise code and reason (truncated to fit 125 bytes on a
+ * UTF-8 boundary).  hixie-76: 0xFF 0x00.  State becomes CLOSING. */
+apr_status_t ws_session_close(ws_session *s, int code, const char *reason);
+
+#endif /* WS_ENGINE_H */
