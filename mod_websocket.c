@@ -350,10 +350,13 @@ static const command_rec ws_cmds[] = {
 /* Handshake validation                                                */
 
 /* Refuse the upgrade: one log line (client and URI come with it) and the
- * status for httpd to answer with. */
+ * status for httpd to answer with.  The connection is not kept alive: a
+ * hixie-76 client sends its key bytes after the headers whatever the
+ * answer, and they must not be read as the next request. */
 static int ws_refuse(request_rec *r, int status, int level,
                      const char *reason)
 {
+    r->connection->keepalive = AP_CONN_CLOSE;
     ap_log_rerror(APLOG_MARK, level, 0, r,
                   "websocket: handshake refused with %d for %s: %s",
                   status, r->uri, reason);
@@ -433,8 +436,9 @@ static int ws_check_upgrade(request_rec *r, const char *host)
 {
     const char *upgrade = apr_table_get(r->headers_in, "Upgrade");
 
-    if (r->method_number != M_GET) {
-        r->allowed = AP_METHOD_BIT << M_GET;
+    /* httpd counts HEAD as M_GET; only a real GET may upgrade. */
+    if (r->method_number != M_GET || r->header_only) {
+        ap_allow_methods(r, 1, "GET", NULL);
         return ws_refuse(r, HTTP_METHOD_NOT_ALLOWED, APLOG_ERR,
                          apr_psprintf(r->pool, "method %s is not GET",
                                       r->method));

@@ -381,6 +381,14 @@ static void begin_payload(ws_session *s)
         fail(s, WS_CLOSE_PROTOCOL_ERROR, "frame length has its top bit set");
         return;
     }
+    /* RFC 6455 5.2: "the minimal number of bytes MUST be used"; a peer
+     * that ignores that is refused rather than guessed about. */
+    if (s->hdr_len > 6 && s->frame_len < (s->hdr_len == 8 ? WS_LEN16
+                                                           : 0x10000)) {
+        fail(s, WS_CLOSE_PROTOCOL_ERROR,
+             "frame length not in its shortest form");
+        return;
+    }
     /* the frame alone, and the message it adds to; checked before a byte
      * of it is stored (control frames have their own 125-byte cap) */
     if (!is_control(s->opcode) && over_limit(s, s->buf_len + s->frame_len)) {

@@ -545,6 +545,18 @@ static void test_length_errors(void)
     FEED(&r, &rfc, &in);
     CHECK_FAILED(&r, 1002, "frame length has its top bit set");
     rec_free(&r);
+
+    /* lengths in a longer form than needed: 5 as 16 bits, 65535 as 64 */
+    in.len = 0;
+    buf_add(&in, "\x82\xfe\x00\x05" "mask" "abcde", 13);
+    FEED(&r, &rfc, &in);
+    CHECK_FAILED(&r, 1002, "frame length not in its shortest form");
+    rec_free(&r);
+    in.len = 0;
+    buf_add(&in, "\x82\xff\0\0\0\0\0\0\xff\xff" "mask", 14);
+    FEED(&r, &rfc, &in);
+    CHECK_FAILED(&r, 1002, "frame length not in its shortest form");
+    rec_free(&r);
     buf_free(&in);
 }
 
