@@ -173,15 +173,6 @@ static apr_status_t ws_enqueue(websocket_conn *wc, int kind, int code,
     return rv;
 }
 
-static apr_status_t ws_submit(websocket_conn *wc, int kind, int code,
-                              const void *data, apr_size_t len)
-{
-    if (ws_is_owner(wc)) {
-        return ws_apply(wc, kind, code, data, len);
-    }
-    return ws_enqueue(wc, kind, code, data, len);
-}
-
 static void ws_free_queue(ws_queued *q)
 {
     while (q != NULL) {
@@ -217,6 +208,18 @@ static void ws_drain_queue(websocket_conn *wc)
                       wc->uri, wc->conf->max_pending);
         ws_session_close(wc->session, WS_CLOSE_POLICY, "send queue overflow");
     }
+}
+
+/* The owner writes at once, after what other threads queued before (so
+ * messages keep the order in which they were sent); others queue. */
+static apr_status_t ws_submit(websocket_conn *wc, int kind, int code,
+                              const void *data, apr_size_t len)
+{
+    if (ws_is_owner(wc)) {
+        ws_drain_queue(wc);
+        return ws_apply(wc, kind, code, data, len);
+    }
+    return ws_enqueue(wc, kind, code, data, len);
 }
 
 /* ------------------------------------------------------------------ */

@@ -1,0 +1,443 @@
+/* Licensed under the Apache License, Version 2.0.
+ *
+ * wsbench: a WebSocket load generator (one thread, epoll, non-blocking).
+ *
+ *   wsbench [options] ws://HOST:PORT/PATH | wss://HOST:PORT/PATH
+ *
+ * Opens N connections (-c), does the RFC 6455 or hixie-76 (-P hixie76)
+ * handshake, then keeps D messages (-d) of S bytes (-s) in flight on each
+ * for T seconds (-t), checks every echoed byte and prints messages/s,
+ * MB/s and the latency quantiles.  -i: idle mode, open N connections,
+ * hold them T seconds and count how many stayed open.  -S: smoke mode, a
+ * few messages of several sizes on each connection, exit 0 on success.
+ * The last line of output is "RESULT key=value ...", for scripts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "wsbench.h"
+
+#define MAX_EVENTS   1024
+#define SMOKE_GOAL   16
+#define NS           1000000000ull
+
+static void usage(void)
+{
+    fprintf(stderr,
+        "usage: wsbench [options] ws://HOST:PORT/PATH | wss://...\n"
+        "  -c N     connections (1)\n"
+        "  -d D     messages in flight per connection (1)\n"
+        "  -s S     message size in bytes, K/M suffix (32)\n"
+        "  -t T     seconds to measure or to hold (5)\n"
+        "  -P PROTO rfc6455 (default) or hixie76\n"
+        "  -b       binary messages (default: text)\n"
+        "  -i       idle mode: open, hold, count\n"
+        "  -S       smoke mode: a few messages, exit 0 when all echoed\n"
+        "  -m M     handshakes in progress at once (256)\n"
+        "  -T SEC   handshake timeout per connection (10)\n"
+        "  -v       print every failure\n");
+    exit(2);
+}
+
+uint64_t wsb_now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
+}
+
+void wsb_fail(wsb_run *run, wsb_conn *c, const char *why)
+{
+    static int printed;
+
+    if (c->state == ST_OPEN) {
+        run->n_open--;
+        run->errors++;
+    }
+    else {
+        run->n_failed++;
+        run->n_connecting--;
+    }
+    if (run->o.verbose || printed++ < 5) {
+        fprintf(stderr, "wsbench: connection %ld: %s\n",
+                (long)(c - run->conns), why);
+    }
+    wsb_net_close(run, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+
+    if (*end == 'k' || *end == 'K') {
+        v *= 1024;
+    }
+    else if (*end == 'm' || *end == 'M') {
+        v *= 1024 * 1024;
+    }
+    return (size_t)v;
+}
+
+/* ws[s]://host:port/path, written into o (url is modified). */
+static int parse_url(wsb_opts *o, char *url)
+{
+    char *host, *slash, *colon;
+
+    if (strncmp(url, "ws://", 5) == 0) {
+        host = url + 5;
+    }
+    else if (strncmp(url, "wss://", 6) == 0) {
+        host = url + 6;
+        o->tls = 1;
+    }
+    else {
+        return -1;
+    }
+    slash = strchr(host, '/');
+    o->path = slash != NULL ? strdup(slash) : "/";
+    if (slash != NULL) {
+        *slash = '\0';
+    }
+    colon = strrchr(host, ':');
+    o->port = colon != NULL ? colon + 1 : (o->tls ? "443" : "80");
+    if (colon != NULL) {
+        *colon = '\0';
+    }
+    o->host = host;
+    return 0;
+}
+
+static void parse_options(wsb_opts *o, int argc, char **argv)
+{
+    int ch;
+
+    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:v")) != -1) {
+        switch (ch) {
+        case 'c': o->conns = atoi(optarg); break;
+        case 'd': o->depth = atoi(optarg); break;
+        case 's': o->size = parse_size(optarg); break;
+        case 't': o->seconds = atof(optarg); break;
+        case 'P':
+            if (strcmp(optarg, "hixie76") == 0) {
+                o->proto = PROTO_HIXIE76;
+            }
+            else if (strcmp(optarg, "rfc6455") != 0) {
+                usage();
+            }
+            break;
+        case 'b': o->binary = 1; break;
+        case 'i': o->idle = 1; break;
+        case 'S': o->smoke = 1; break;
+        case 'm': o->max_connecting = atoi(optarg); break;
+        case 'T': o->timeout = atof(optarg); break;
+        case 'v': o->verbose = 1; break;
+        default: usage();
+        }
+    }
+    if (optind != argc - 1 || parse_url(o, argv[optind]) < 0
+        || o->conns < 1 || o->depth < 1 || o->max_connecting < 1
+        || (o->proto == PROTO_HIXIE76 && o->binary)) {
+        usage();
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Setup                                                               */
+
+static int resolve(wsb_run *run)
+{
+    struct addrinfo hints, *ai;
+    int rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    rc = getaddrinfo(run->o.host, run->o.port, &hints, &ai);
+    if (rc != 0) {
+        fprintf(stderr, "wsbench: %s: %s\n", run->o.host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(&run->addr, ai->ai_addr, ai->ai_addrlen);
+    run->addrlen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* Printable bytes (no newline: websocketd echoes lines), long enough for
+ * the largest message at any of the 256 start offsets. */
+static int make_pattern(wsb_run *run)
+{
+    static const char alpha[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t len = (run->o.size > 70000 ? run->o.size : 70000) + 256, i;
+    uint32_t x = 2463534242u;
+
+    run->pattern = malloc(len);
+    if (run->pattern == NULL) {
+        return -1;
+    }
+    for (i = 0; i < len; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        run->pattern[i] = (unsigned char)alpha[x & 63];
+    }
+    return 0;
+}
+
+static int make_tls(wsb_run *run)
+{
+    run->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (run->ssl_ctx == NULL) {
+        ERR_print_errors_fp(stderr);
+        return -1;
+    }
+    SSL_CTX_set_verify(run->ssl_ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_mode(run->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE
+                     | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return 0;
+}
+
+static void raise_fd_limit(int conns)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0
+        && rl.rlim_cur < (rlim_t)conns + 16) {
+        fprintf(stderr, "wsbench: warning: open file limit %lu is below "
+                "%d connections\n", (unsigned long)rl.rlim_cur, conns);
+    }
+}
+
+static int setup(wsb_run *run)
+{
+    int i;
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(run->o.conns);
+    if (resolve(run) < 0 || make_pattern(run) < 0
+        || (run->o.tls && make_tls(run) < 0)) {
+        return -1;
+    }
+    run->epfd = epoll_create1(EPOLL_CLOEXEC);
+    run->conns = calloc((size_t)run->o.conns, sizeof(*run->conns));
+    if (run->epfd < 0 || run->conns == NULL) {
+        perror("wsbench");
+        return -1;
+    }
+    for (i = 0; i < run->o.conns; i++) {
+        run->conns[i].fd = -1;
+        run->conns[i].rng = 0x9E3779B9u ^ (uint32_t)(i * 2654435761u + 1);
+    }
+    if (run->o.smoke) {
+        run->smoke_goal = SMOKE_GOAL;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Event loop                                                          */
+
+static void poll_once(wsb_run *run, int timeout_ms)
+{
+    struct epoll_event ev[MAX_EVENTS];
+    int n = epoll_wait(run->epfd, ev, MAX_EVENTS, timeout_ms), i;
+
+    for (i = 0; i < n; i++) {
+        wsb_conn *c = ev[i].data.ptr;
+
+        if (c->state != ST_DONE) {
+            wsb_net_event(run, c);
+        }
+    }
+}
+
+/* Start connections while fewer than -m handshakes are in progress. */
+static void start_more(wsb_run *run)
+{
+    while (run->next_conn < run->o.conns
+           && run->n_connecting < run->o.max_connecting) {
+        wsb_conn *c = &run->conns[run->next_conn++];
+
+        run->n_connecting++;
+        if (wsb_net_start(run, c) < 0) {
+            wsb_fail(run, c, strerror(errno));
+        }
+    }
+}
+
+static void expire_handshakes(wsb_run *run, uint64_t now)
+{
+    uint64_t limit = (uint64_t)(run->o.timeout * NS);
+    int i;
+
+    for (i = 0; i < run->next_conn; i++) {
+        wsb_conn *c = &run->conns[i];
+
+        if (c->state >= ST_CONNECTING && c->state < ST_OPEN
+            && now - c->started > limit) {
+            wsb_fail(run, c, "handshake timeout");
+        }
+    }
+}
+
+/* Phase 1: every connection is open or has failed. */
+static void open_all(wsb_run *run)
+{
+    uint64_t last_scan = wsb_now();
+
+    while (run->n_open + run->n_failed + run->errors
+           < (uint64_t)run->o.conns) {
+        uint64_t now;
+
+        start_more(run);
+        poll_once(run, 100);
+        now = wsb_now();
+        if (now - last_scan > NS / 10) {
+            expire_handshakes(run, now);
+            last_scan = now;
+        }
+    }
+}
+
+static int smoke_done(const wsb_run *run)
+{
+    int i;
+
+    for (i = 0; i < run->o.conns; i++) {
+        const wsb_conn *c = &run->conns[i];
+
+        if (c->state == ST_OPEN && c->echoed < run->smoke_goal) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Phase 2: traffic (or, idle mode, silence) until the time is up. */
+static void measure(wsb_run *run)
+{
+    int i;
+
+    run->running = !run->o.idle;
+    run->t_start = wsb_now();
+    run->t_end = run->t_start + (uint64_t)(run->o.seconds * NS);
+    for (i = 0; i < run->o.conns; i++) {
+        if (run->conns[i].state == ST_OPEN) {
+            wsb_net_pump(run, &run->conns[i]);
+        }
+    }
+    while (wsb_now() < run->t_end && run->n_open > 0) {
+        if (run->smoke_goal && smoke_done(run)) {
+            break;
+        }
+        poll_once(run, 50);
+    }
+    run->t_end = wsb_now() < run->t_end ? wsb_now() : run->t_end;
+    run->running = 0;
+}
+
+static void close_all(wsb_run *run)
+{
+    int i;
+
+    for (i = 0; i < run->o.conns; i++) {
+        if (run->conns[i].state != ST_DONE && run->conns[i].fd >= 0) {
+            wsb_ws_close(run, &run->conns[i]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Report                                                              */
+
+static int report_idle(const wsb_run *run)
+{
+    printf("wsbench: idle %s://%s:%s%s: %d connections, %d opened, "
+           "%d held after %.1f s\n", run->o.tls ? "wss" : "ws", run->o.host,
+           run->o.port, run->o.path, run->o.conns,
+           run->o.conns - run->n_failed, run->n_open, run->o.seconds);
+    printf("RESULT mode=idle conns=%d opened=%d held=%d failed=%d\n",
+           run->o.conns, run->o.conns - run->n_failed, run->n_open,
+           run->n_failed);
+    return run->n_open == run->o.conns ? 0 : 1;
+}
+
+static int report_bench(const wsb_run *run)
+{
+    double secs = (double)(run->t_end - run->t_start) / NS;
+    double rate = secs > 0 ? (double)run->msgs / secs : 0;
+    double mbs = secs > 0 ? (double)run->bytes / secs / 1e6 : 0;
+    double p50 = wsb_hist_quantile(run->hist, 0.50) / 1e6;
+    double p99 = wsb_hist_quantile(run->hist, 0.99) / 1e6;
+    double p999 = wsb_hist_quantile(run->hist, 0.999) / 1e6;
+    int ok = run->errors == 0 && run->n_failed == 0 && run->msgs > 0;
+
+    printf("wsbench: %s://%s:%s%s %s, %d conns x %zu B x %d in flight, "
+           "%.1f s\n", run->o.tls ? "wss" : "ws", run->o.host, run->o.port,
+           run->o.path, run->o.proto == PROTO_HIXIE76 ? "hixie-76"
+           : "rfc6455", run->o.conns, run->o.size, run->o.depth, secs);
+    printf("  %d open, %d failed, %llu errors\n", run->n_open, run->n_failed,
+           (unsigned long long)run->errors);
+    printf("  %llu messages: %.0f msg/s, %.2f MB/s echoed payload\n",
+           (unsigned long long)run->msgs, rate, mbs);
+    printf("  latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
+           p50, p99, p999);
+    if (run->smoke_goal) {
+        ok = ok && smoke_done(run) && run->n_open == run->o.conns;
+        printf("  smoke: %s\n", ok ? "ok" : "FAILED");
+    }
+    printf("RESULT mode=%s msg_s=%.1f mb_s=%.3f p50_ms=%.3f p99_ms=%.3f "
+           "p999_ms=%.3f open=%d failed=%d errors=%llu\n",
+           run->smoke_goal ? "smoke" : "bench", rate, mbs, p50, p99, p999,
+           run->n_open, run->n_failed, (unsigned long long)run->errors);
+    return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    static wsb_run run;
+    int rc;
+
+    run.o.conns = 1;
+    run.o.depth = 1;
+    run.o.size = 32;
+    run.o.seconds = 5;
+    run.o.max_connecting = 256;
+    run.o.timeout = 10;
+    parse_options(&run.o, argc, argv);
+    if (setup(&run) < 0) {
+        return 2;
+    }
+    open_all(&run);
+    if (run.o.idle) {
+        printf("HOLDING opened=%d of %d\n", run.n_open, run.o.conns);
+        fflush(stdout);
+    }
+    if (run.n_open > 0) {
+        measure(&run);
+    }
+    rc = run.o.idle ? report_idle(&run) : report_bench(&run);
+    close_all(&run);
+    return rc;
+}
