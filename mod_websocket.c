@@ -98,6 +98,13 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     return conf;
 }
 
+/* The size of a version 1 websocket_plugin: a plugin built against a
+ * later header (with more fields) is at least this large.  A version 2
+ * adds its own minimum here. */
+#define WS_PLUGIN_V1_SIZE \
+    (APR_OFFSETOF(websocket_plugin, destroy) \
+     + sizeof(((websocket_plugin *)NULL)->destroy))
+
 /* Check a plugin's self-description; NULL when usable. */
 static const char *ws_plugin_problem(apr_pool_t *p,
                                      const websocket_plugin *plugin)
@@ -111,7 +118,7 @@ static const char *ws_plugin_problem(apr_pool_t *p,
                             "(this module speaks 1 to %d)",
                             plugin->version, WEBSOCKET_PLUGIN_VERSION);
     }
-    if (plugin->size < sizeof(websocket_plugin)) {
+    if (plugin->size < WS_PLUGIN_V1_SIZE) {
         return "the plugin struct is smaller than its version requires";
     }
     if (plugin->on_message == NULL) {

@@ -1,0 +1,86 @@
+# A broken plugin is a configuration error that names the file and the
+# reason, found by "httpd -t" (and so at startup), never a crash: a
+# missing file, a missing init function, an init function returning NULL,
+# an unknown API version, a struct too small for its version, and no
+# on_message callback.  Each case is checked on a minimal private
+# configuration.
+use strict;
+use warnings FATAL => 'all';
+
+use FindBin ();
+use lib "$FindBin::Bin/lib";
+
+use Apache::Test qw(-withtestmore);
+use Cwd ();
+
+my $serverroot = Apache::Test::vars('serverroot');
+my $module = "$serverroot/../.libs/mod_websocket.so";
+# httpd reports the paths without "..", as realpath gives them
+my $echo = Cwd::realpath("$serverroot/../modules/echo/.libs/mod_websocket_echo.so");
+my $broken = "$serverroot/plugins/.libs/mod_websocket_broken.so";
+my $missing = "$serverroot/plugins/.libs/no-such-plugin.so";
+
+my @cases = (
+    # [ name, file, init function, expected message (undef: Syntax OK) ]
+    ['a working plugin', $echo, 'echo_init', undef],
+    ['a missing file', $missing, 'echo_init',
+     qr/WebSocketHandler: cannot load \Q$missing\E: .*No such file/],
+    ['a missing init function', $echo, 'nosuch_init',
+     qr/WebSocketHandler: \Q$echo\E has no function nosuch_init/],
+    ['an init function returning NULL', $broken, 'broken_null_init',
+     qr/\Q$broken\E \(broken_null_init\): the init function returned NULL/],
+    ['an unknown API version', $broken, 'broken_future_init',
+     qr/\Q$broken\E \(broken_future_init\): plugin API version 99 is not supported/],
+    ['a struct smaller than its version', $broken, 'broken_short_init',
+     qr/\Q$broken\E \(broken_short_init\): the plugin struct is smaller than its version requires/],
+    ['no on_message callback', $broken, 'broken_no_message_init',
+     qr/\Q$broken\E \(broken_no_message_init\): the plugin has no on_message callback/],
+);
+
+plan tests => 3 * @cases;
+
+# the module's own MPM, as the Apache::Test configuration loads it
+sub loaded_module {
+    my $name = shift;
+    open my $fh, '<', "$serverroot/conf/httpd.conf" or return;
+    while (<$fh>) {
+        return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
+    }
+    return;
+}
+
+my $dir = Apache::Test::vars('t_logs') . '/plugin-errors';
+mkdir $dir;
+my $mpm = loaded_module('mpm_event_module');
+my $httpd = Apache::Test::vars('httpd');
+
+for my $case (@cases) {
+    my ($name, $file, $init, $want) = @$case;
+    open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:1
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+LoadModule mpm_event_module "$mpm"
+LoadModule websocket_module "$module"
+<Location /ws>
+    SetHandler websocket-handler
+    WebSocketHandler "$file" $init
+</Location>
+CONF
+    close $fh;
+    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
+    my $status = $?;
+    ok !($status & 127), "$name: httpd -t did not crash"
+        or diag "signal " . ($status & 127);
+    if (defined $want) {
+        isnt $status >> 8, 0, "$name: httpd -t fails";
+        like $out, $want, "$name: the error names the file and the reason";
+    }
+    else {
+        is $status >> 8, 0, "$name: httpd -t passes";
+        like $out, qr/Syntax OK/, "$name: Syntax OK";
+    }
+}
