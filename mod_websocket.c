@@ -239,45 +239,60 @@ static const char *ws_cmd_seconds(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/* A directive's keyword and the value it stands for. */
+typedef struct ws_keyword {
+    const char *name;
+    int value;
+} ws_keyword;
+
+/* The value of arg in table (case-insensitive), or -1. */
+static int ws_keyword_value(const ws_keyword *table, const char *arg)
+{
+    for (; table->name != NULL; table++) {
+        if (!strcasecmp(arg, table->name)) {
+            return table->value;
+        }
+    }
+    return -1;
+}
+
 static const char *ws_cmd_protocols(cmd_parms *cmd, void *dconf,
                                     const char *arg)
 {
+    static const ws_keyword families[] = {
+        { "rfc6455", WS_ALLOW_RFC6455 },
+        { "hixie76", WS_ALLOW_HIXIE76 },
+        { "hixie75", WS_ALLOW_HIXIE75 },
+        { NULL, 0 }
+    };
     ws_dir_conf *conf = dconf;
+    int bit = ws_keyword_value(families, arg);
 
-    if (!strcasecmp(arg, "rfc6455")) {
-        conf->protocols |= WS_ALLOW_RFC6455;
-    }
-    else if (!strcasecmp(arg, "hixie76")) {
-        conf->protocols |= WS_ALLOW_HIXIE76;
-    }
-    else if (!strcasecmp(arg, "hixie75")) {
-        conf->protocols |= WS_ALLOW_HIXIE75;
-    }
-    else {
+    if (bit < 0) {
         return apr_psprintf(cmd->pool, "WebSocketProtocols: unknown protocol "
                             "'%s' (use rfc6455, hixie76, hixie75)", arg);
     }
+    conf->protocols |= bit;
     return NULL;
 }
 
 static const char *ws_cmd_origin_check(cmd_parms *cmd, void *dconf,
                                        const char *arg)
 {
+    static const ws_keyword checks[] = {
+        { "Same", WS_ORIGIN_SAME },
+        { "Trusted", WS_ORIGIN_TRUSTED },
+        { "Off", WS_ORIGIN_OFF },
+        { NULL, 0 }
+    };
     ws_dir_conf *conf = dconf;
+    int check = ws_keyword_value(checks, arg);
 
-    if (!strcasecmp(arg, "Same")) {
-        conf->origin_check = WS_ORIGIN_SAME;
-    }
-    else if (!strcasecmp(arg, "Trusted")) {
-        conf->origin_check = WS_ORIGIN_TRUSTED;
-    }
-    else if (!strcasecmp(arg, "Off")) {
-        conf->origin_check = WS_ORIGIN_OFF;
-    }
-    else {
+    if (check < 0) {
         return apr_psprintf(cmd->pool, "WebSocketOriginCheck: '%s' is not "
                             "Same, Trusted or Off", arg);
     }
+    conf->origin_check = (ws_origin_check_e)check;
     return NULL;
 }
 

@@ -33,16 +33,8 @@ my $start_mark = error_log_mark();
 # ---------------------------------------------------------------------
 # the httpd children, from /proc
 
-sub parent_pid {
-    my $f = Apache::Test::vars('t_logs') . '/httpd.pid';
-    open my $fh, '<', $f or return;
-    my $pid = <$fh>;
-    return unless defined $pid && $pid =~ /(\d+)/;
-    return $1;
-}
-
 sub children {
-    my $pp = parent_pid() or return;
+    my $pp = httpd_parent_pid() or return;
     my @kids;
     opendir my $d, '/proc' or return;
     for my $pid (grep { /^\d+$/ } readdir $d) {

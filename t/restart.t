@@ -32,14 +32,6 @@ plan tests => 28;
 
 my $PATH = '/hardening/lifecycle';
 
-sub parent_pid {
-    my $f = Apache::Test::vars('t_logs') . '/httpd.pid';
-    open my $fh, '<', $f or return;
-    my $pid = <$fh>;
-    return unless defined $pid && $pid =~ /(\d+)/;
-    return $1;
-}
-
 # Opens 3 RFC 6455 clients and 1 hixie-76 client on $path (port $port or
 # the main server's) and checks that each echoes.  Returns (\@rfc, $hixie,
 # \%ids) where %ids maps each client's port (the plugin's id) to a name.
@@ -100,7 +92,7 @@ sub collect_closes {
     my @opened = error_log_wait($mark, qr/lifecycle: on_open/, min => 4);
     is scalar(@opened), 4, '4 WebSockets open (on_open logged for each)';
 
-    my $ppid = parent_pid();
+    my $ppid = httpd_parent_pid();
     ok $ppid && kill('USR1', $ppid), 'graceful restart (SIGUSR1 to the parent)';
     my $t0 = Time::HiRes::time();
 

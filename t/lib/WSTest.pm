@@ -46,7 +46,7 @@ our @EXPORT_OK = qw(
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
     error_log_path error_log_mark error_log_since error_log_wait
-    server_hostport
+    server_hostport httpd_parent_pid
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -795,6 +795,15 @@ sub rfc6455_request {
 
 sub error_log_path {
     return Apache::Test::vars('t_logs') . '/error_log';
+}
+
+# the test server's parent process id (from t/logs/httpd.pid), or undef
+sub httpd_parent_pid {
+    my $f = Apache::Test::vars('t_logs') . '/httpd.pid';
+    open my $fh, '<', $f or return;
+    my $pid = <$fh>;
+    return unless defined $pid && $pid =~ /(\d+)/;
+    return $1;
 }
 
 # current end of the error_log (a byte offset)
