@@ -737,7 +737,12 @@ static int ws_handler(request_rec *r)
         return ws_refuse(r, HTTP_FORBIDDEN, APLOG_ERR, problem);
     }
 
-    wc = ws_conn_create(r, conf, proto);
+    rv = ws_conn_create(r, conf, proto, &wc);
+    if (rv != APR_SUCCESS) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: cannot "
+                      "serve %s: the connection cannot be polled", r->uri);
+        return HTTP_SERVICE_UNAVAILABLE;
+    }
     wc->offered = ws_offered_subprotocols(r, proto);
     if (proto == WS_PROTO_HIXIE76
         && (rv = ws_read_key3(wc, key3)) != APR_SUCCESS) {

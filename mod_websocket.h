@@ -102,9 +102,10 @@ struct websocket_conn {
 
 /* ws_connection.c */
 extern const websocket_server ws_server_api;
-/* Set up the connection object for a validated request. */
-websocket_conn *ws_conn_create(request_rec *r, const ws_dir_conf *conf,
-                               ws_proto_e proto);
+/* Set up the connection object for a validated request; fails when the
+ * connection cannot be polled. */
+apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
+                            ws_proto_e proto, websocket_conn **out);
 /* Wait up to timeout for the client's bytes; APR_SUCCESS when readable,
  * APR_TIMEUP, or an error. */
 apr_status_t ws_conn_wait_readable(websocket_conn *wc,

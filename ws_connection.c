@@ -423,20 +423,45 @@ const websocket_server ws_server_api = {
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-websocket_conn *ws_conn_create(request_rec *r, const ws_dir_conf *conf,
-                               ws_proto_e proto)
+/* A pollset on the client's connection that other threads can wake. */
+static apr_status_t ws_conn_pollset(websocket_conn *wc, apr_pool_t *p)
+{
+    apr_pollfd_t pfd;
+    apr_status_t rv;
+
+    memset(&pfd, 0, sizeof(pfd));
+    rv = ap_get_pollfd_from_conn(wc->c, &pfd, NULL);
+    if (rv != APR_SUCCESS || pfd.desc_type == APR_NO_DESC) {
+        return rv != APR_SUCCESS ? rv : APR_ENOTSOCK;
+    }
+    pfd.reqevents = APR_POLLIN;
+    pfd.p = p;
+    rv = apr_pollset_create(&wc->pollset, 1, p, APR_POLLSET_WAKEABLE);
+    return rv == APR_SUCCESS ? apr_pollset_add(wc->pollset, &pfd) : rv;
+}
+
+apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
+                            ws_proto_e proto, websocket_conn **out)
 {
     conn_rec *c = r->connection;
     apr_pool_t *pool;
     websocket_conn *wc;
-    apr_pollfd_t pfd;
+    apr_status_t rv;
 
     /* The object outlives the request while other threads retain it, so
      * it has a pool of its own. */
     apr_pool_create_unmanaged_ex(&pool, NULL, NULL);
     wc = apr_pcalloc(pool, sizeof(*wc));
     wc->pool = pool;
-    apr_thread_mutex_create(&wc->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    wc->c = c;
+    rv = apr_thread_mutex_create(&wc->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
+    if (rv == APR_SUCCESS) {
+        rv = ws_conn_pollset(wc, r->pool);
+    }
+    if (rv != APR_SUCCESS) {
+        apr_pool_destroy(pool);
+        return rv;
+    }
     wc->refs = 1;
     wc->uri = apr_pstrdup(pool, r->uri);
     wc->query = r->args ? apr_pstrdup(pool, r->args) : NULL;
@@ -446,23 +471,16 @@ websocket_conn *ws_conn_create(request_rec *r, const ws_dir_conf *conf,
     wc->max_pending = (apr_size_t)conf->max_pending;
     wc->owner = apr_os_thread_current();
     wc->r = r;
-    wc->c = c;
     wc->conf = conf;
     wc->loc = conf->loc;
     wc->ibb = apr_brigade_create(r->pool, c->bucket_alloc);
     wc->obb = apr_brigade_create(r->pool, c->bucket_alloc);
 
-    memset(&pfd, 0, sizeof(pfd));
-    ap_get_pollfd_from_conn(c, &pfd, NULL);
-    pfd.reqevents = APR_POLLIN;
-    pfd.p = r->pool;
-    apr_pollset_create(&wc->pollset, 1, r->pool, APR_POLLSET_WAKEABLE);
-    apr_pollset_add(wc->pollset, &pfd);
-
     /* From here on the module enforces its own timeouts; mod_reqtimeout's
      * body rate would cut an open WebSocket. */
     ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
-    return wc;
+    *out = wc;
+    return APR_SUCCESS;
 }
 
 apr_status_t ws_conn_wait_readable(websocket_conn *wc,
