@@ -79,6 +79,7 @@ struct websocket_conn {
     ws_queued *queue_head, *queue_tail;
     apr_size_t queue_bytes;
     apr_pollset_t *pollset;    /* woken when something is queued */
+    int paused;                /* pause_reading: do not read the client */
 
     /* Fixed after the handshake: readable by any thread while retained. */
     const char *uri, *query, *client_ip, *subprotocol;
@@ -98,6 +99,8 @@ struct websocket_conn {
     apr_bucket_brigade *ibb, *obb;
     apr_size_t obb_bytes;                  /* written since last flush */
     int write_failed;
+    apr_pollfd_t client_pfd;               /* the client in the pollset */
+    int client_polled;                     /* 0 while reading is paused */
 };
 
 /* ws_connection.c */

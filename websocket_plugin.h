@@ -20,6 +20,10 @@
  *   1  websocket_plugin: on_connect, on_open, on_message, on_close,
  *      on_disconnect, destroy.
  *      websocket_server: everything listed in struct websocket_server.
+ *   1 (grown): pause_reading, added at the end of websocket_server.
+ *      Nothing had been released yet, so the version stayed 1; a plugin
+ *      that wants to run on an older build of the module checks
+ *      server->size before calling it.
  *
  * Compatibility: both structs begin with size and version.  The module
  * accepts any plugin whose version is between 1 and
@@ -126,6 +130,21 @@ struct websocket_server {
      * return APR_ECONNABORTED (or NULL).  Any thread. */
     void (*retain)(websocket_conn *conn);
     void (*release)(websocket_conn *conn);
+
+    /* --- flow control (1, grown) --- */
+    /* Stop (paused non-zero) or resume reading from the client.  While
+     * paused the module reads nothing from the client, so TCP
+     * backpressure reaches it, but it keeps writing what is sent,
+     * keeps its timers, and counts the paused time as activity (no idle
+     * timeout, no unanswered-ping close because of a pause).  A ping or
+     * close from the client is answered only after the resume.  Takes
+     * effect before the next read: messages already read (up to one read
+     * of 64 KiB) are still delivered.  Once the closing handshake has
+     * started the module reads again, whatever the pause.  A plugin that
+     * queues the client's messages for a slow consumer pauses above a
+     * high-water mark and resumes below a low one.  APR_ECONNABORTED once
+     * the connection is gone.  Any thread while retained. */
+    apr_status_t (*pause_reading)(websocket_conn *conn, int paused);
 };
 
 typedef struct websocket_plugin {

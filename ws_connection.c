@@ -382,6 +382,25 @@ static int ws_api_broadcast(websocket_conn *wc, int type, const void *data,
     return count;
 }
 
+/* Any thread: the owner notices at its next turn (others wake it). */
+static apr_status_t ws_api_pause_reading(websocket_conn *wc, int paused)
+{
+    apr_status_t rv = APR_SUCCESS;
+
+    apr_thread_mutex_lock(wc->mutex);
+    if (wc->gone) {
+        rv = APR_ECONNABORTED;
+    }
+    else {
+        wc->paused = paused != 0;
+        if (!ws_is_owner(wc)) {
+            apr_pollset_wakeup(wc->pollset);
+        }
+    }
+    apr_thread_mutex_unlock(wc->mutex);
+    return rv;
+}
+
 static void ws_api_retain(websocket_conn *wc)
 {
     apr_atomic_inc32(&wc->refs);
@@ -417,7 +436,8 @@ const websocket_server ws_server_api = {
     ws_api_pending,
     ws_api_broadcast,
     ws_api_retain,
-    ws_api_release
+    ws_api_release,
+    ws_api_pause_reading
 };
 
 /* ------------------------------------------------------------------ */
@@ -436,6 +456,8 @@ static apr_status_t ws_conn_pollset(websocket_conn *wc, apr_pool_t *p)
     }
     pfd.reqevents = APR_POLLIN;
     pfd.p = p;
+    wc->client_pfd = pfd;
+    wc->client_polled = 1;
     rv = apr_pollset_create(&wc->pollset, 1, p, APR_POLLSET_WAKEABLE);
     return rv == APR_SUCCESS ? apr_pollset_add(wc->pollset, &pfd) : rv;
 }
@@ -617,12 +639,43 @@ static int ws_finished(websocket_conn *wc, const ws_timers *t)
             && apr_time_now() - t->close_sent >= wc->conf->close_timeout);
 }
 
+/* Follow pause_reading: while paused (and open: a closing handshake is
+ * always read) the client's descriptor leaves the pollset, so that only a
+ * send, a resume or a timer wakes the owner.  Paused time counts as
+ * activity for the idle and ping timers.  Non-zero while paused. */
+static int ws_sync_pause(websocket_conn *wc, ws_timers *t)
+{
+    int paused, was_paused = !wc->client_polled;
+    apr_status_t rv;
+
+    apr_thread_mutex_lock(wc->mutex);
+    paused = wc->paused
+             && ws_session_state(wc->session) == WS_SESSION_OPEN;
+    apr_thread_mutex_unlock(wc->mutex);
+    if (paused != was_paused) {
+        rv = paused ? apr_pollset_remove(wc->pollset, &wc->client_pfd)
+                    : apr_pollset_add(wc->pollset, &wc->client_pfd);
+        if (rv != APR_SUCCESS) {
+            ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, wc->r, "websocket: "
+                          "%s: cannot %s polling the client", wc->uri,
+                          paused ? "pause" : "resume");
+        }
+        wc->client_polled = !paused;
+    }
+    if (paused || was_paused) {
+        t->last_rx = apr_time_now();
+        t->ping_sent = 0;
+    }
+    return paused;
+}
+
 static void ws_drive(websocket_conn *wc)
 {
     ws_timers t = { apr_time_now(), 0, 0 };
 
     while (!ws_finished(wc, &t)) {
-        apr_status_t rv = ws_read_available(wc);
+        apr_status_t rv = ws_sync_pause(wc, &t) ? APR_EAGAIN
+                                                : ws_read_available(wc);
         apr_interval_time_t wait;
 
         if (rv == APR_SUCCESS) {

@@ -18,7 +18,7 @@ use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 48;
+plan tests => 51;
 
 # ---------------------------------------------------------------------
 # the backend ports, as Apache::Test filled them into extra.conf
@@ -153,8 +153,9 @@ for my $bad ('QUJD=', 'QU=D', 'QQ===', "QUJD\n", 'QUJ', 'QQ==QQ==') {
 # Through the echo: write and read at the same time (non-blocking) so
 # that neither side waits for the other.  $o{frame} makes a frame of each
 # chunk, $o{unframe} gets the bytes back from each frame received; with
-# $o{stall} seconds, nothing is read at first (only written, as far as the
-# server takes it).  Returns the bytes received, how many bytes had been
+# $o{stall} seconds, nothing is read at first, or once $o{stall_after}
+# bytes have come back (only written, as far as the server takes it);
+# $o{tick} is called at every turn.  Returns the bytes received, how many bytes had been
 # written when the stall ended and for how long before that no write had
 # succeeded.
 sub transfer {
@@ -164,15 +165,20 @@ sub transfer {
     my ($out, $in, $raw, $off) = ('', '', $c->buffered, 0);
     my $sel = IO::Select->new($sock);
     my $t0 = Time::HiRes::time();
-    my $stalled_until = $t0 + ($o{stall} || 0);
+    my ($stall_from, $stalled_until);
     my ($written_in_stall, $last_write, $idle) = (undef, $t0, 0);
     while (length $in < length $data && Time::HiRes::time() < $t0 + 120) {
         if (length $out < 65536 && $off < length $data) {
             $out .= $o{frame}->(substr $data, $off, $o{chunk});
             $off += $o{chunk};
         }
-        my $reading = Time::HiRes::time() >= $stalled_until;
-        if ($reading && !defined $written_in_stall) {
+        my $now = Time::HiRes::time();
+        if (!defined $stall_from && length $in >= ($o{stall_after} || 0)) {
+            ($stall_from, $stalled_until) = ($now, $now + ($o{stall} || 0));
+        }
+        my $reading = !defined $stall_from || $now >= $stalled_until;
+        $o{tick}->() if $o{tick};
+        if ($reading && defined $stall_from && !defined $written_in_stall) {
             $written_in_stall = $off - length $out;
             $idle = Time::HiRes::time() - $last_write;
         }
@@ -262,6 +268,40 @@ my $big = join '', map { pack 'N*', map { int rand 4294967296 } 1 .. 16384 }
     ok $got eq $data, 'a client that reads late gets all 12 MiB back'
         or diag sprintf 'got %d bytes: %s', length $got,
                         hexdump(substr($got, -40), 40);
+}
+
+{
+    # the deadlock this once was: 60 MiB through the echo while the client
+    # stops reading for 4 s mid-way but goes on writing as far as TCP lets
+    # it.  The proxy pauses reading the client instead of holding the
+    # echo's answers, so nothing stalls and memory stays bounded.
+    my $data = $big x 6;
+    my $before = snapshot();
+    my ($peak, $next) = (0, 0);
+    my $sample = sub {
+        return if Time::HiRes::time() < $next;
+        $next = Time::HiRes::time() + 0.1;
+        my $g = rss_growth($before, snapshot());
+        $peak = $g if $g > $peak;
+    };
+    my $c = proxy(protocol => 'binary');
+    my $t0 = Time::HiRes::time();
+    my ($got, $written) = transfer($c, $data, chunk => 65536, stall => 4,
+                         stall_after => 20 * 1024 * 1024, tick => $sample,
+                         frame => \&ws_binary, unframe => \&binary_payload);
+    is length $got, length $data, sprintf '60 MiB through the echo with a '
+       . '4 s stall after 20 MiB (%.1f MiB written by its end), in %.1f s',
+       ($written // 0) / 1048576, Time::HiRes::time() - $t0;
+    ok $got eq $data, 'all of it back, in order'
+        or diag 'first difference at ' . first_difference($got, $data);
+    SKIP: {
+        # ASan's quarantine keeps freed memory: RSS says nothing there
+        skip 'RSS under AddressSanitizer', 1 if $ENV{WS_SANITIZE};
+        ok $peak < 12 * 1024, "the children's RSS stayed bounded (grew by "
+           . "at most $peak kB)";
+    }
+    $c->send(ws_close(1000));
+    close_code($c, 10);
 }
 
 # ---------------------------------------------------------------------

@@ -5,8 +5,6 @@
  *
  *     WebSocketOption Backend host:port
  *     WebSocketOption ConnectTimeout seconds    (optional, default 5)
- *     WebSocketOption BackendBuffer bytes       (optional, default 16M;
- *                                                K and M suffixes)
  *
  * Subprotocols (websockify's):
  *   binary   backend bytes go out as binary messages; any message from the
@@ -21,40 +19,31 @@
  *   on_open     connects (on the owner thread, bounded by ConnectTimeout);
  *               on failure the client gets close 1011 "backend
  *               unavailable", so it learns why rather than seeing a
- *               refused handshake.  Then starts the reader thread
- *               (proxy_reader.c: backend -> client, with backpressure).
- *   on_message  client -> backend: written on the owner thread, waiting
- *               (up to the server's Timeout, then 1011) while the backend
- *               does not read -- which stops the module reading the
- *               client: that is the backpressure in this direction.
- *               Invalid base64 closes with 1007, binary in base64 mode
- *               with 1003.
- *   on_close    the client's close: shut down our sending side to the
- *               backend (half-close); the backend sees EOF and may still
- *               answer.
- *   on_disconnect  half-closes if not done, lets the reader drain the
- *               backend until EOF (at most a few seconds), joins it,
- *               closes the socket.
+ *               refused handshake.  Then starts the pump thread
+ *               (proxy_pump.c), which talks to the backend both ways,
+ *               with backpressure both ways.
+ *   on_message  client -> backend: decoded and handed to the pump, never
+ *               waiting for the backend; the pump pauses reading the
+ *               client while too much waits (server->pause_reading).  A
+ *               backend that takes nothing for the server's Timeout gets
+ *               the client closed with 1011.  Invalid base64 closes with
+ *               1007, binary in base64 mode with 1003.
+ *   on_close    the client's close: the pump writes what is still
+ *               buffered, then shuts down our sending side to the backend
+ *               (half-close); the backend sees EOF and may still answer.
+ *   on_disconnect  the same if not done; the pump drains the backend
+ *               until EOF (at most a few seconds); joins it, closes the
+ *               socket.
  * A backend that closes on its own gets the client closed with 1000
  * "backend closed", one that fails with 1011 "backend gone", after what
  * it sent before; both are logged.
  *
- * The backend socket is non-blocking (APR timeout 0) and each thread
- * waits with its own apr_poll, so the two threads never share mutable
- * apr_socket_t state (APR's timeout emulation keeps per-socket flags).
- *
- * While on_message waits for the backend, the owner thread cannot write
- * out what the reader queued for the client; the reader then holds
- * backend bytes in a stash of up to BackendBuffer bytes (see
- * proxy_reader.c).  A backend that needs more than that (plus the TCP
- * buffers) taken off its hands before it reads on stalls the connection
- * until Timeout (1011): the plugin API has no way to stop the module
- * reading the client while letting it write.
+ * The backend socket is non-blocking (APR timeout 0); once connected,
+ * only the pump uses it (until on_disconnect has joined the pump).
  */
 #include "tcp_proxy.h"
 
 #include "http_log.h"
-#include "apr_atomic.h"
 #include "apr_base64.h"
 #include "apr_strings.h"
 
@@ -101,32 +90,6 @@ static apr_interval_time_t proxy_connect_timeout(const websocket_server *srv,
     return (apr_interval_time_t)(seconds * APR_USEC_PER_SEC);
 }
 
-/* WebSocketOption BackendBuffer: bytes, or with a K or M suffix. */
-static apr_size_t proxy_stash_max(const websocket_server *srv,
-                                  websocket_conn *conn)
-{
-    const char *value = srv->option(conn, "BackendBuffer");
-    char *end;
-    apr_int64_t bytes;
-
-    if (value == NULL) {
-        return PROXY_STASH_MAX;
-    }
-    bytes = apr_strtoi64(value, &end, 10);
-    if (*end == 'k' || *end == 'K') {
-        bytes *= 1024;
-        end++;
-    }
-    else if (*end == 'm' || *end == 'M') {
-        bytes *= 1024 * 1024;
-        end++;
-    }
-    if (end == value || *end != '\0' || bytes < 0 || bytes > APR_INT32_MAX) {
-        return PROXY_STASH_MAX;
-    }
-    return (apr_size_t)bytes;
-}
-
 /* A missing or malformed Backend is a configuration error: refuse with
  * 500 (logged) rather than accept a connection that cannot work. */
 static int proxy_on_connect(const websocket_server *server,
@@ -150,7 +113,6 @@ static int proxy_on_connect(const websocket_server *server,
     pc->conn = conn;
     pc->host = host;
     pc->mode = proxy_choose_mode(server, conn);
-    pc->stash_max = proxy_stash_max(server, conn);
     server->data_set(conn, pc);
     return OK;
 }
@@ -188,28 +150,6 @@ static apr_status_t proxy_connect(proxy_conn *pc, apr_pool_t *p)
 /* ------------------------------------------------------------------ */
 /* Client to backend (owner thread)                                    */
 
-static apr_status_t proxy_write(proxy_conn *pc, const char *data,
-                                apr_size_t len)
-{
-    apr_time_t deadline = apr_time_now() + pc->write_timeout;
-    apr_status_t rv = APR_SUCCESS;
-
-    while (len > 0 && rv == APR_SUCCESS) {
-        apr_size_t n = len;
-
-        rv = apr_socket_send(pc->sock, data, &n);
-        data += n;
-        len -= n;
-        if (APR_STATUS_IS_EAGAIN(rv)) {
-            apr_atomic_set32(&pc->owner_waiting, 1);
-            rv = proxy_wait(pc->sock, APR_POLLOUT,
-                            deadline - apr_time_now());
-            apr_atomic_set32(&pc->owner_waiting, 0);
-        }
-    }
-    return rv;
-}
-
 /* Exactly base64 of whole quanta: only the alphabet, a length that is a
  * multiple of 4, at most two '=' at the end.  s is NUL-terminated. */
 static int proxy_base64_valid(const char *s, apr_size_t len)
@@ -225,7 +165,7 @@ static int proxy_base64_valid(const char *s, apr_size_t len)
     return n == len;
 }
 
-/* Decode a base64 text message and write it to the backend.  Bad input
+/* Decode a base64 text message and hand it to the pump.  Bad input
  * closes the client (1007) and counts as handled. */
 static apr_status_t proxy_write_base64(proxy_conn *pc, const char *data,
                                        apr_size_t len)
@@ -251,7 +191,7 @@ static apr_status_t proxy_write_base64(proxy_conn *pc, const char *data,
         rv = APR_ENOMEM;
     }
     else {
-        rv = proxy_write(pc, plain, apr_base64_decode_binary(
+        rv = proxy_queue(pc, plain, apr_base64_decode_binary(
                                         (unsigned char *)plain, coded));
     }
     free(plain);
@@ -266,11 +206,11 @@ static void proxy_on_message(const websocket_server *server,
     proxy_conn *pc = server->data_get(conn);
     apr_status_t rv;
 
-    if (pc == NULL || pc->sock == NULL || pc->stopped) {
+    if (pc == NULL || pc->pump == NULL || pc->stopped) {
         return;
     }
     if (pc->mode == PROXY_BINARY) {
-        rv = proxy_write(pc, data, len);
+        rv = proxy_queue(pc, data, len);
     }
     else if (type == WEBSOCKET_TEXT) {
         rv = proxy_write_base64(pc, data, len);
@@ -283,7 +223,7 @@ static void proxy_on_message(const websocket_server *server,
     if (rv != APR_SUCCESS) {
         pc->stopped = 1;
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, server->request(conn),
-                      "tcp_proxy: %s: writing to backend %s failed",
+                      "tcp_proxy: %s: buffering for backend %s failed",
                       pc->uri, pc->backend);
         server->close(conn, 1011, "backend gone");
     }
@@ -292,16 +232,24 @@ static void proxy_on_message(const websocket_server *server,
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-static apr_status_t proxy_start_reader(proxy_conn *pc, apr_pool_t *p)
+static apr_status_t proxy_start_pump(proxy_conn *pc, apr_pool_t *p)
 {
     apr_status_t rv;
 
     pc->rbuf = apr_palloc(p, PROXY_CHUNK);
     pc->ebuf = apr_palloc(p, apr_base64_encode_len(PROXY_CHUNK));
-    pc->server->retain(pc->conn);   /* released by the reader */
-    rv = apr_thread_create(&pc->reader, NULL, proxy_reader, pc, p);
+    rv = apr_thread_mutex_create(&pc->mutex, APR_THREAD_MUTEX_DEFAULT, p);
+    if (rv == APR_SUCCESS) {
+        rv = apr_pollset_create(&pc->pollset, 1, p, APR_POLLSET_WAKEABLE);
+    }
     if (rv != APR_SUCCESS) {
-        pc->reader = NULL;
+        pc->pollset = NULL;
+        return rv;
+    }
+    pc->server->retain(pc->conn);   /* released by the pump */
+    rv = apr_thread_create(&pc->pump, NULL, proxy_pump_main, pc, p);
+    if (rv != APR_SUCCESS) {
+        pc->pump = NULL;
         pc->server->release(pc->conn);
     }
     return rv;
@@ -326,20 +274,11 @@ static void proxy_on_open(const websocket_server *server,
                       "connect to backend %s", r->uri, pc->backend);
         server->close(conn, 1011, "backend unavailable");
     }
-    else if ((rv = proxy_start_reader(pc, r->pool)) != APR_SUCCESS) {
+    else if ((rv = proxy_start_pump(pc, r->pool)) != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "tcp_proxy: %s: cannot "
-                      "start the reader thread", r->uri);
-        server->close(conn, 1011, "cannot start reader");
-    }
-}
-
-/* Our side is done sending: the backend sees EOF but may still answer. */
-static void proxy_half_close(proxy_conn *pc)
-{
-    apr_atomic_set32(&pc->closing, 1);
-    if (pc->sock != NULL && !pc->half_closed) {
-        pc->half_closed = 1;
-        apr_socket_shutdown(pc->sock, APR_SHUTDOWN_WRITE);
+                      "start the pump thread", r->uri);
+        pc->stopped = 1;
+        server->close(conn, 1011, "cannot start pump");
     }
 }
 
@@ -352,8 +291,8 @@ static void proxy_on_close(const websocket_server *server,
     (void)code;
     (void)reason;
     (void)len;
-    if (pc != NULL) {
-        proxy_half_close(pc);
+    if (pc != NULL && pc->pump != NULL) {
+        proxy_finish(pc);
     }
 }
 
@@ -366,9 +305,9 @@ static void proxy_on_disconnect(const websocket_server *server,
     if (pc == NULL) {
         return;
     }
-    proxy_half_close(pc);
-    if (pc->reader != NULL) {
-        apr_thread_join(&thread_rv, pc->reader);
+    if (pc->pump != NULL) {
+        proxy_finish(pc);
+        apr_thread_join(&thread_rv, pc->pump);
     }
     if (pc->sock != NULL) {
         apr_socket_close(pc->sock);

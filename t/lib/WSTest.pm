@@ -47,6 +47,7 @@ our @EXPORT_OK = qw(
     ws_client_key ws_accept rfc6455_request
     error_log_path error_log_mark error_log_since error_log_wait
     server_hostport httpd_parent_pid
+    children rss_kb fd_count snapshot rss_growth fd_growth describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -788,6 +789,73 @@ sub rfc6455_request {
     my $req = _request_head(\%ro, \@fields);
     my %used = (key => $key, accept => defined $key ? ws_accept($key) : undef);
     return wantarray ? ($req, \%used) : $req;
+}
+
+# ----------------------------------------------------------------------
+# the httpd children, from /proc (memory and descriptor leaks)
+
+# pids of the test server's children
+sub children {
+    my $pp = httpd_parent_pid() or return;
+    my @kids;
+    opendir my $d, '/proc' or return;
+    for my $pid (grep { /^\d+$/ } readdir $d) {
+        open my $fh, '<', "/proc/$pid/stat" or next;
+        my $stat = <$fh> // next;
+        push @kids, $pid if $stat =~ /\) \S+ (\d+) / && $1 == $pp;
+    }
+    return sort { $a <=> $b } @kids;
+}
+
+# VmRSS of $pid in kB, or undef
+sub rss_kb {
+    my $pid = shift;
+    open my $fh, '<', "/proc/$pid/status" or return;
+    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)/ }
+    return;
+}
+
+# open descriptors of $pid, or undef
+sub fd_count {
+    my $pid = shift;
+    opendir my $d, "/proc/$pid/fd" or return;
+    return scalar grep { !/^\./ } readdir $d;
+}
+
+# { pid => { rss => kB, fd => n } } for every child that can be read
+sub snapshot {
+    my %s;
+    for my $pid (children()) {
+        my ($rss, $fd) = (rss_kb($pid), fd_count($pid));
+        $s{$pid} = { rss => $rss, fd => $fd } if defined $rss && defined $fd;
+    }
+    return \%s;
+}
+
+# Largest growth of $key (rss or fd) of a child present in both snapshots;
+# a child born in between is compared with the largest child of the first.
+sub _growth {
+    my ($key, $before, $after) = @_;
+    my ($max_before) = sort { $b <=> $a } map { $_->{$key} } values %$before;
+    $max_before //= 0;
+    my $worst = 0;
+    for my $pid (keys %$after) {
+        my $base = $before->{$pid} ? $before->{$pid}{$key} : $max_before;
+        my $g = $after->{$pid}{$key} - $base;
+        $worst = $g if $g > $worst;
+    }
+    return $worst;
+}
+
+# rss_growth($before, $after) -> kB;  fd_growth($before, $after) -> fds
+sub rss_growth { _growth('rss', @_) }
+sub fd_growth  { _growth('fd', @_) }
+
+# a snapshot as text, for diagnostics
+sub describe {
+    my $s = shift;
+    return join ', ', map { "$_: $s->{$_}{rss} kB, $s->{$_}{fd} fds" }
+                      sort { $a <=> $b } keys %$s;
 }
 
 # ----------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /* Licensed under the Apache License, Version 2.0.
  *
- * lifecycle: a test-only plugin (t/hostile.t, t/restart.t).  It echoes
+ * lifecycle: a test-only plugin (t/hostile.t, t/restart.t, t/lifecycle.t,
+ * t/flow_control.t).  It echoes
  * like the echo plugin and logs every callback at level notice, with the
  * client's port as the connection's id:
  *
@@ -8,7 +9,7 @@
  *     lifecycle: on_close <code> (id <id>)
  *     lifecycle: on_disconnect <id>
  *
- * Two messages are commands instead of being echoed:
+ * Three messages are commands instead of being echoed:
  *
  *   "send-after-gone"  retains the connection and starts a thread that
  *                      waits until on_disconnect has run, then calls
@@ -24,6 +25,11 @@
  *                      reader); it logs "lifecycle: flood <id>: sent <k>
  *                      of <N>: status <n> (<text>)" (plus
  *                      " APR_ECONNABORTED" when it was that).
+ *   "pause N"          calls server->pause_reading(conn, 1), answers
+ *                      "paused", and starts a thread that resumes
+ *                      reading (pause_reading(conn, 0)) N seconds later
+ *                      (or at on_disconnect) and logs
+ *                      "lifecycle: resumed <id>: status <n>".
  *
  * Threads are joinable APR threads with pools of their own; finished ones
  * are joined (and their pools freed) whenever a new one starts.
@@ -67,7 +73,7 @@ struct lc_job {
     websocket_conn *conn;              /* retained */
     lc_state *state;                   /* one reference */
     server_rec *s;                     /* for logging off the owner */
-    long count;                        /* flood-me N */
+    long count;                        /* flood-me N, pause N */
 };
 
 /* The plugin's own threads, across connections of this child. */
@@ -167,21 +173,31 @@ static void lc_start_job(const websocket_server *server, websocket_conn *conn,
     }
 }
 
-/* Waits (at most 60 s) until on_disconnect has run, then sends. */
-static void lc_send_after_gone(lc_job *job)
+/* Waits until on_disconnect has run or timeout has passed; non-zero when
+ * the connection is gone. */
+static int lc_wait_disconnect(lc_state *st, apr_interval_time_t timeout)
 {
-    lc_state *st = job->state;
-    apr_time_t deadline = apr_time_now() + apr_time_from_sec(60);
-    apr_status_t rv;
-    char err[128];
+    apr_time_t deadline = apr_time_now() + timeout;
+    int gone;
 
     apr_thread_mutex_lock(st->mutex);
     while (!st->disconnected && apr_time_now() < deadline) {
         apr_thread_cond_timedwait(st->cond, st->mutex,
                                   apr_time_from_msec(200));
     }
+    gone = st->disconnected;
     apr_thread_mutex_unlock(st->mutex);
-    if (!st->disconnected) {
+    return gone;
+}
+
+/* Waits (at most 60 s) until on_disconnect has run, then sends. */
+static void lc_send_after_gone(lc_job *job)
+{
+    lc_state *st = job->state;
+    apr_status_t rv;
+    char err[128];
+
+    if (!lc_wait_disconnect(st, apr_time_from_sec(60))) {
         ap_log_error(LC_NOTICE, 0, job->s, "lifecycle: send-after-gone %u: "
                      "on_disconnect did not come within 60 s", st->id);
         return;
@@ -191,6 +207,17 @@ static void lc_send_after_gone(lc_job *job)
                  "status %d (%s)%s", st->id, rv,
                  apr_strerror(rv, err, sizeof(err)),
                  APR_STATUS_IS_ECONNABORTED(rv) ? " APR_ECONNABORTED" : "");
+}
+
+/* "pause N": resumes reading the client N seconds later. */
+static void lc_resume_later(lc_job *job)
+{
+    apr_status_t rv;
+
+    lc_wait_disconnect(job->state, apr_time_from_sec(job->count));
+    rv = job->server->pause_reading(job->conn, 0);
+    ap_log_error(LC_NOTICE, 0, job->s, "lifecycle: resumed %u: status %d",
+                 job->state->id, rv);
 }
 
 /* A producer that paces itself on server->pending() like a polite one,
@@ -269,25 +296,44 @@ static void lc_on_open(const websocket_server *server, websocket_conn *conn)
                   "lifecycle: on_open %u", lc_id(server, conn));
 }
 
+/* "<command> N": non-zero, with N in *n, when the message is that. */
+static int lc_command(int type, const char *data, apr_size_t len,
+                      const char *command, long *n)
+{
+    apr_size_t clen = strlen(command);
+    char num[32];
+
+    if (type != WEBSOCKET_TEXT || len <= clen || len - clen >= sizeof(num)
+        || memcmp(data, command, clen)) {
+        return 0;
+    }
+    memcpy(num, data + clen, len - clen);
+    num[len - clen] = '\0';
+    *n = atol(num);
+    return 1;
+}
+
 static void lc_on_message(const websocket_server *server,
                           websocket_conn *conn, int type, const char *data,
                           apr_size_t len)
 {
+    long n;
+
     if (type == WEBSOCKET_TEXT && len == 15
         && !memcmp(data, "send-after-gone", 15)) {
         lc_start_job(server, conn, lc_send_after_gone, 0);
-        return;
     }
-    if (type == WEBSOCKET_TEXT && len > 9 && len < 30
-        && !memcmp(data, "flood-me ", 9)) {
-        char num[32];
-
-        memcpy(num, data + 9, len - 9);
-        num[len - 9] = '\0';
-        lc_start_job(server, conn, lc_flood, atol(num));
-        return;
+    else if (lc_command(type, data, len, "flood-me ", &n)) {
+        lc_start_job(server, conn, lc_flood, n);
     }
-    server->send(conn, type, data, len);
+    else if (lc_command(type, data, len, "pause ", &n)) {
+        server->pause_reading(conn, 1);
+        server->send(conn, WEBSOCKET_TEXT, "paused", 6);
+        lc_start_job(server, conn, lc_resume_later, n);
+    }
+    else {
+        server->send(conn, type, data, len);
+    }
 }
 
 static void lc_on_close(const websocket_server *server, websocket_conn *conn,
