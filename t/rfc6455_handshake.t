@@ -122,13 +122,7 @@ for my $g (@good) {
 for my $b (@bad) {
     my ($name, $req, $status, $hdrs) = @$b;
     my $mark = error_log_mark();
-    my $c = WSTest->connect;
-    $c->send($req);
-    my $head = $c->read_head(5);
-    my $res = parse_head($head);
-    is $res && $res->{status}, $status, "$name: $status"
-        or diag 'request: ' . hexdump($req, 600) . "\nresponse: "
-              . hexdump($head // $c->buffered, 600);
+    my ($c, $res, $head) = send_expecting_status($req, $status, $name);
     for my $h (sort keys %$hdrs) {
         like header($res, $h) // '(absent)', $hdrs->{$h}, "$name: $h header"
             or diag hexdump($head, 600);

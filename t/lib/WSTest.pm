@@ -46,7 +46,7 @@ our @EXPORT_OK = qw(
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
     error_log_path error_log_mark error_log_since error_log_wait
-    server_hostport httpd_parent_pid
+    server_hostport httpd_parent_pid send_expecting_status
     children rss_kb fd_count snapshot rss_growth fd_growth describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -863,6 +863,21 @@ sub describe {
 
 sub error_log_path {
     return Apache::Test::vars('t_logs') . '/error_log';
+}
+
+# Send the raw request $req on a new connection and check the answer's
+# status is $status (one test, named "$name: $status", with the request and
+# response dumped on failure).  Returns ($conn, $parsed_head, $raw_head).
+sub send_expecting_status {
+    my ($req, $status, $name) = @_;
+    my $c = WSTest->connect;
+    $c->send($req);
+    my $head = $c->read_head(5);
+    my $res = parse_head($head);
+    Test::More::is($res && $res->{status}, $status, "$name: $status")
+        or Test::More::diag('request: ' . hexdump($req, 600) . "\nresponse: "
+                            . hexdump(defined $head ? $head : $c->buffered, 600));
+    return ($c, $res, $head);
 }
 
 # the test server's parent process id (from t/logs/httpd.pid), or undef
