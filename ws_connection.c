@@ -183,6 +183,19 @@ static void ws_free_queue(ws_queued *q)
     }
 }
 
+/* Detach the queue (caller holds wc->mutex); *overflow tells whether it
+ * overflowed since the last time. */
+static ws_queued *ws_take_queue(websocket_conn *wc, int *overflow)
+{
+    ws_queued *head = wc->queue_head;
+
+    *overflow = wc->queue_overflow;
+    wc->queue_head = wc->queue_tail = NULL;
+    wc->queue_bytes = 0;
+    wc->queue_overflow = 0;
+    return head;
+}
+
 /* Owner: write what other threads queued. */
 static void ws_drain_queue(websocket_conn *wc)
 {
@@ -190,11 +203,7 @@ static void ws_drain_queue(websocket_conn *wc)
     int overflow;
 
     apr_thread_mutex_lock(wc->mutex);
-    head = wc->queue_head;
-    overflow = wc->queue_overflow;
-    wc->queue_head = wc->queue_tail = NULL;
-    wc->queue_bytes = 0;
-    wc->queue_overflow = 0;
+    head = ws_take_queue(wc, &overflow);
     apr_thread_mutex_unlock(wc->mutex);
 
     for (q = head; q != NULL; q = q->next) {
@@ -408,8 +417,9 @@ static void ws_api_retain(websocket_conn *wc)
 
 static void ws_api_release(websocket_conn *wc)
 {
+    /* The queue is already empty: the owner marked the connection gone
+     * before letting go of its reference, and nothing is queued after. */
     if (apr_atomic_dec32(&wc->refs) == 0) {
-        ws_free_queue(wc->queue_head);
         apr_pool_destroy(wc->pool);
     }
 }
@@ -520,12 +530,11 @@ apr_status_t ws_conn_wait_readable(websocket_conn *wc,
 static void ws_mark_gone(websocket_conn *wc)
 {
     ws_queued *head;
+    int overflow;
 
     apr_thread_mutex_lock(wc->mutex);
     wc->gone = 1;
-    head = wc->queue_head;
-    wc->queue_head = wc->queue_tail = NULL;
-    wc->queue_bytes = 0;
+    head = ws_take_queue(wc, &overflow);
     apr_thread_mutex_unlock(wc->mutex);
     ws_free_queue(head);
 }
