@@ -11,17 +11,25 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "http_connection.h"
+#include "mpm_common.h"
 #include "util_filter.h"
 #include "apr_dso.h"
 #include "apr_strings.h"
 #include "apr_lib.h"
 #include "apr_uri.h"
 
+#include <unistd.h>
+
 #include "mod_websocket.h"
 
 module AP_MODULE_DECLARE_DATA websocket_module;
 
 #define WS_HANDLER_NAME "websocket-handler"
+/* Most loop threads per child. */
+#define WS_MAX_LOOPS 64
+
+static apr_array_header_t *ws_locations;
 
 /* Defaults (documented in README). */
 #define WS_DEFAULT_PROTOCOLS \
@@ -98,10 +106,10 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     return conf;
 }
 
-/* The size of a version 1 websocket_plugin: a plugin built against a
- * later header (with more fields) is at least this large.  A version 2
- * adds its own minimum here. */
-#define WS_PLUGIN_V1_SIZE \
+/* The size of a version 2 websocket_plugin: a plugin built against a
+ * later header (with more fields) is at least this large.  A later
+ * version adds its own minimum here. */
+#define WS_PLUGIN_V2_SIZE \
     (APR_OFFSETOF(websocket_plugin, destroy) \
      + sizeof(((websocket_plugin *)NULL)->destroy))
 
@@ -112,17 +120,18 @@ static const char *ws_plugin_problem(apr_pool_t *p,
     if (plugin == NULL) {
         return "the init function returned NULL";
     }
-    if (plugin->version < WEBSOCKET_PLUGIN_VERSION_1
+    if (plugin->version < WEBSOCKET_PLUGIN_VERSION_MIN
         || plugin->version > WEBSOCKET_PLUGIN_VERSION) {
         return apr_psprintf(p, "plugin API version %u is not supported "
-                            "(this module speaks 1 to %d)",
-                            plugin->version, WEBSOCKET_PLUGIN_VERSION);
+                            "(this module speaks %d to %d)",
+                            plugin->version, WEBSOCKET_PLUGIN_VERSION_MIN,
+                            WEBSOCKET_PLUGIN_VERSION);
     }
-    if (plugin->size < WS_PLUGIN_V1_SIZE) {
+    if (plugin->size < WS_PLUGIN_V2_SIZE) {
         return "the plugin struct is smaller than its version requires";
     }
-    if (plugin->on_message == NULL) {
-        return "the plugin has no on_message callback";
+    if (plugin->on_message == NULL && plugin->on_fragment == NULL) {
+        return "the plugin has neither on_message nor on_fragment";
     }
     return NULL;
 }
@@ -180,12 +189,101 @@ static const char *ws_cmd_handler(cmd_parms *cmd, void *dconf,
     loc = apr_pcalloc(cmd->pool, sizeof(*loc));
     loc->plugin = plugin;
     loc->file = file;
-    APR_RING_INIT(&loc->conns, websocket_conn, link);
-    if (apr_thread_mutex_create(&loc->mutex, APR_THREAD_MUTEX_DEFAULT,
-                                cmd->pool) != APR_SUCCESS) {
-        return "WebSocketHandler: cannot create a mutex";
-    }
+    loc->init_name = init;
+    loc->section_options = &conf->options;
+    loc->s = cmd->server;
     conf->loc = loc;
+    if (ws_locations == NULL) {
+        ws_locations = apr_array_make(cmd->pool, 8, sizeof(ws_location *));
+    }
+    APR_ARRAY_PUSH(ws_locations, ws_location *) = loc;
+    return NULL;
+}
+
+/* Every WebSocketHandler of the configuration being read (reset with
+ * each configuration pool). */
+static apr_status_t ws_locations_reset(void *unused)
+{
+    (void)unused;
+    ws_locations = NULL;
+    return APR_SUCCESS;
+}
+
+static int ws_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    ws_locations = NULL;
+    apr_pool_cleanup_register(pconf, NULL, ws_locations_reset,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* Once the whole configuration is read (and by "httpd -t"): each
+ * location's plugin checks its WebSocketOptions and sets up its
+ * context. */
+static int ws_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    int i;
+
+    (void)plog;
+    (void)ptemp;
+    for (i = 0; ws_locations != NULL && i < ws_locations->nelts; i++) {
+        ws_location *loc = APR_ARRAY_IDX(ws_locations, i, ws_location *);
+        const char *error = NULL;
+        apr_table_t *options = *loc->section_options
+                               ? *loc->section_options
+                               : apr_table_make(pconf, 1);
+
+        if (loc->plugin->init_location == NULL) {
+            continue;
+        }
+        loc->data = loc->plugin->init_location(pconf, loc->s, options,
+                                               &error);
+        if (error != NULL) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         "WebSocketHandler %s %s: %s", loc->file,
+                         loc->init_name, error);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static void *ws_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    (void)s;
+    return apr_pcalloc(p, sizeof(ws_server_conf));
+}
+
+/* One loop thread per processor, within reason. */
+static int ws_default_loops(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (n > WS_MAX_LOOPS ? WS_MAX_LOOPS : (int)n);
+}
+
+static const char *ws_cmd_loops(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    ws_server_conf *sconf = ap_get_module_config(cmd->server->module_config,
+                                                 &websocket_module);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *end;
+    long n;
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    n = strtol(arg, &end, 10);
+    if (*end != '\0' || n < 1 || n > WS_MAX_LOOPS) {
+        return apr_psprintf(cmd->pool, "WebSocketLoopThreads: '%s' is not "
+                            "a number from 1 to %d", arg, WS_MAX_LOOPS);
+    }
+    sconf->loops = (int)n;
     return NULL;
 }
 
@@ -324,6 +422,9 @@ static const char *ws_cmd_option(cmd_parms *cmd, void *dconf,
 #define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
 
 static const command_rec ws_cmds[] = {
+    AP_INIT_TAKE1("WebSocketLoopThreads", ws_cmd_loops, NULL, RSRC_CONF,
+                  "event-loop threads per child that own the open "
+                  "WebSockets (default: one per processor)"),
     AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, OR_FILEINFO,
                   "the plugin (a shared object) and its init function"),
     AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, OR_FILEINFO,
@@ -568,41 +669,6 @@ static apr_array_header_t *ws_offered_subprotocols(request_rec *r,
     return ws_token_list_split(r->pool, apr_table_get(r->headers_in, header));
 }
 
-/* Read the 8 hixie-76 key bytes that follow the request headers; they are
- * not announced by Content-Length, so they are read from the connection,
- * and may come late or in pieces. */
-static apr_status_t ws_read_key3(websocket_conn *wc, unsigned char key3[8])
-{
-    apr_time_t deadline = apr_time_now() + wc->conf->handshake_timeout;
-    apr_size_t have = 0;
-
-    while (have < 8) {
-        apr_size_t len = 8 - have;
-        apr_status_t rv = ap_get_brigade(wc->c->input_filters, wc->ibb,
-                                         AP_MODE_READBYTES,
-                                         APR_NONBLOCK_READ, len);
-
-        if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(wc->ibb)) {
-            rv = apr_brigade_flatten(wc->ibb, (char *)key3 + have, &len);
-            apr_brigade_cleanup(wc->ibb);
-            have += len;
-            continue;
-        }
-        apr_brigade_cleanup(wc->ibb);
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
-            return rv;
-        }
-        if (apr_time_now() >= deadline) {
-            return APR_TIMEUP;
-        }
-        rv = ws_conn_wait_readable(wc, deadline - apr_time_now());
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) {
-            return rv;
-        }
-    }
-    return APR_SUCCESS;
-}
-
 /* ws:// or wss:// location of this request, from its Host header. */
 static const char *ws_location_url(request_rec *r, const char *host)
 {
@@ -611,15 +677,15 @@ static const char *ws_location_url(request_rec *r, const char *host)
                        host, r->unparsed_uri, NULL);
 }
 
-/* The 101 answer, status line and headers in this order, then body. */
-static const char *ws_response_head(request_rec *r, websocket_conn *wc,
-                                    const char *host)
+/* The 101 answer, status line and headers in the order of each family's
+ * specification. */
+static const char *ws_response_head(request_rec *r, int family,
+                                    const char *host, const char *sub)
 {
     const char *origin = apr_table_get(r->headers_in, "Origin");
-    const char *sub = wc->subprotocol;
     char accept[29];
 
-    switch (wc->family) {
+    switch (family) {
     case WEBSOCKET_PROTOCOL_HIXIE75:
         return apr_pstrcat(r->pool,
                            "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
@@ -650,40 +716,34 @@ static const char *ws_response_head(request_rec *r, websocket_conn *wc,
     }
 }
 
-/* Send the 101 (and the hixie-76 answer) and take the connection over
- * from HTTP. */
-static apr_status_t ws_switch_protocols(request_rec *r, websocket_conn *wc,
-                                        const char *host,
-                                        const unsigned char key3[8])
+const char *ws_handshake_answer(request_rec *r, int family, const char *host,
+                                const char *subprotocol,
+                                const unsigned char *key3, apr_size_t *len)
 {
-    const char *head = ws_response_head(r, wc, host);
-    apr_size_t len = strlen(head);
-    char *out = apr_palloc(r->pool, len + 16);
+    const char *head = ws_response_head(r, family, host, subprotocol);
+    apr_size_t head_len = strlen(head);
+    char *out;
+    apr_uint32_t n1, n2;
 
-    memcpy(out, head, len);
-    if (wc->family == WEBSOCKET_PROTOCOL_HIXIE76) {
-        apr_uint32_t n1, n2;
-
-        ws_hixie76_key_value(apr_table_get(r->headers_in,
-                                           "Sec-WebSocket-Key1"), &n1);
-        ws_hixie76_key_value(apr_table_get(r->headers_in,
-                                           "Sec-WebSocket-Key2"), &n2);
-        ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + len);
-        len += 16;
+    *len = head_len;
+    if (family != WEBSOCKET_PROTOCOL_HIXIE76) {
+        return head;
     }
-    r->status = HTTP_SWITCHING_PROTOCOLS;
-    r->status_line = NULL;
-    /* From now on the request's own filters must not add an HTTP
-     * response: its final EOS goes straight to the connection. */
-    r->output_filters = r->proto_output_filters = r->connection->output_filters;
-    r->connection->keepalive = AP_CONN_CLOSE;
-    return ws_conn_write_raw(wc, out, len);
+    out = apr_palloc(r->pool, head_len + 16);
+    memcpy(out, head, head_len);
+    ws_hixie76_key_value(apr_table_get(r->headers_in, "Sec-WebSocket-Key1"),
+                         &n1);
+    ws_hixie76_key_value(apr_table_get(r->headers_in, "Sec-WebSocket-Key2"),
+                         &n2);
+    ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + head_len);
+    *len += 16;
+    return out;
 }
 
 /* Let the plugin accept or refuse; OK or the status to answer with. */
-static int ws_plugin_accepts(request_rec *r, websocket_conn *wc)
+static int ws_plugin_accepts(request_rec *r, websocket_plugin *plugin,
+                             websocket_conn *wc)
 {
-    websocket_plugin *plugin = wc->loc->plugin;
     int status;
 
     if (plugin->on_connect == NULL) {
@@ -705,7 +765,6 @@ static int ws_handler(request_rec *r)
     const char *host, *problem;
     websocket_conn *wc;
     ws_proto_e proto;
-    unsigned char key3[8];
     apr_status_t rv;
     int status;
 
@@ -737,47 +796,60 @@ static int ws_handler(request_rec *r)
         return ws_refuse(r, HTTP_FORBIDDEN, APLOG_ERR, problem);
     }
 
-    rv = ws_conn_create(r, conf, proto, &wc);
+    rv = ws_conn_create(r, conf, proto, host,
+                        ws_offered_subprotocols(r, proto), &wc);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: cannot "
                       "serve %s: the connection cannot be polled", r->uri);
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    wc->offered = ws_offered_subprotocols(r, proto);
-    if (proto == WS_PROTO_HIXIE76
-        && (rv = ws_read_key3(wc, key3)) != APR_SUCCESS) {
-        ws_conn_abandon(wc);
-        r->connection->keepalive = AP_CONN_CLOSE;
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: handshake "
-                      "failed for %s: the 8 hixie-76 key bytes did not "
-                      "arrive", r->uri);
-        return APR_STATUS_IS_TIMEUP(rv) ? HTTP_REQUEST_TIME_OUT
-                                        : HTTP_BAD_REQUEST;
-    }
-    if ((status = ws_plugin_accepts(r, wc)) != OK) {
+    if ((status = ws_plugin_accepts(r, conf->loc->plugin, wc)) != OK) {
         ws_conn_abandon(wc);
         return status;
     }
-    rv = ws_switch_protocols(r, wc, host, key3);
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, "websocket: could not "
-                      "send the handshake answer for %s", r->uri);
-    }
-    ws_conn_run(wc);
-    return OK;
+    return ws_conn_start(wc);
+}
+
+/* Called whenever the MPM lets go of a connection; acts only on one
+ * whose handler just returned SUSPENDED for a WebSocket. */
+static void ws_suspend_connection(conn_rec *c, request_rec *r)
+{
+    (void)r;
+    ws_conn_suspended(c);
+}
+
+static void ws_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    ws_server_conf *sconf = ap_get_module_config(s->module_config,
+                                                 &websocket_module);
+
+    ws_loops_child_init(pchild, s, sconf->loops > 0 ? sconf->loops
+                                                    : ws_default_loops());
+}
+
+static void ws_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    (void)pchild;
+    ws_loops_child_stopping(graceful);
 }
 
 static void ws_register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_handler(ws_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_config(ws_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(ws_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_suspend_connection(ws_suspend_connection, NULL, NULL,
+                               APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(websocket) = {
     STANDARD20_MODULE_STUFF,
     ws_create_dir_conf,
     ws_merge_dir_conf,
-    NULL,
+    ws_create_server_conf,
     NULL,
     ws_cmds,
     ws_register_hooks,
