@@ -117,7 +117,8 @@ typedef struct ws_session_callbacks {
      * the session then fails. Required. */
     int (*write)(void *baton, const char *data, apr_size_t len);
     /* A complete message: WS_OP_TEXT (valid UTF-8 for RFC 6455) or
-     * WS_OP_BINARY.  data is only valid during the call. Required. */
+     * WS_OP_BINARY.  data is only valid during the call.  Required unless
+     * the session streams (cfg.stream); never called when it does. */
     void (*on_message)(void *baton, int opcode, const char *data,
                        apr_size_t len);
     /* A ping arrived; the pong is already written.  Optional. */
@@ -130,16 +131,35 @@ typedef struct ws_session_callbacks {
      * Optional. */
     void (*on_close)(void *baton, int code, const char *reason,
                      apr_size_t len);
+    /* Stream mode (cfg.stream): the next piece of a data message, as
+     * soon as it has arrived (RFC 6455: unmasked).  opcode is the
+     * message's type, WS_OP_TEXT or WS_OP_BINARY, for every piece (also
+     * those of continuation frames).  final is 0 on every piece but the
+     * message's last, which comes with final 1 once its final frame (or
+     * the hixie 0xFF) has arrived, and may be empty; other pieces are
+     * never empty, nor larger than 64 KiB.  RFC 6455 text is checked as
+     * it goes: a piece is only delivered once all of it is known to be
+     * valid UTF-8, and the final one only when the message ends on a
+     * character boundary (otherwise the session fails with 1007, and
+     * what is left of the message is never delivered).  data is only
+     * valid during the call.  Required when the session streams. */
+    void (*on_data)(void *baton, int opcode, const char *data,
+                    apr_size_t len, int final);
 } ws_session_callbacks;
 
 typedef struct ws_session_config {
-    /* Largest frame payload and largest reassembled message accepted;
-     * bigger fails the session with 1009 before anything is allocated
-     * for it.  0: no limit. */
+    /* Largest frame payload and largest message accepted, counted over
+     * the message's frames (RFC 6455: from the frame headers, before any
+     * of the payload arrives); bigger fails the session with 1009 before
+     * anything is allocated for it.  0: no limit. */
     apr_uint64_t max_message;
     /* Messages sent are split into frames of at most this many payload
      * bytes (RFC 6455 only).  0: never split. */
     apr_size_t fragment_size;
+    /* Non-zero: data messages are delivered piecewise through on_data,
+     * with no more than one piece held at a time, instead of whole
+     * through on_message.  0: whole messages. */
+    int stream;
 } ws_session_config;
 
 typedef enum {
@@ -172,15 +192,57 @@ int ws_session_close_code(const ws_session *s);
 const char *ws_session_error(const ws_session *s);
 
 /* Send a message (WS_OP_TEXT or WS_OP_BINARY).  hixie: text only,
- * binary gives APR_ENOTIMPL.  After our close: APR_EOF. */
+ * binary gives APR_ENOTIMPL, text holding 0xFF APR_EINVAL.  After our
+ * close: APR_EOF.  While a message begun with ws_session_frame_begin is
+ * unfinished: APR_EBUSY. */
 apr_status_t ws_session_send(ws_session *s, int opcode, const char *data,
                              apr_size_t len);
-/* RFC 6455 ping with up to 125 bytes of payload (hixie: APR_ENOTIMPL). */
+
+/* Begin one outgoing data frame whose payload, len bytes, the caller
+ * writes itself (after all that the write callback was given), then
+ * calls ws_session_frame_end.  opcode: WS_OP_TEXT or WS_OP_BINARY for
+ * the first frame of a message, WS_OP_CONTINUATION for the next ones;
+ * fin non-zero on the message's last frame.
+ *   RFC 6455: writes the frame header (unmasked, shortest length form).
+ *   hixie (text only; len is not used): writes 0x00 at the first frame
+ *   of a message, and ws_session_frame_end writes 0xFF after the last,
+ *   so the payload of all the frames forms one hixie text frame (it must
+ *   not contain 0xFF, which valid UTF-8 never does).
+ * Until ws_session_frame_end the session must not be fed, and it refuses
+ * every other send (_send, _ping, _close, _frame_begin) with APR_EBUSY.
+ * Between the frames of a message ws_session_send gives APR_EBUSY, while
+ * ws_session_ping and _close may be called; our close, the reply to the
+ * peer's close and a failure end an unfinished hixie text frame with
+ * 0xFF before the hixie close.
+ * Returns APR_SUCCESS, or, checked in this order:
+ *   APR_EINVAL    another opcode, or len of 2^63 or more
+ *   APR_EOF       after our close or a failure
+ *   APR_ENOTIMPL  binary on hixie
+ *   APR_EBUSY     a frame is open
+ *   APR_EINVAL    a continuation with no message started, or a new
+ *                 message while one is unfinished
+ *   the error of a refused write (the session has then failed). */
+apr_status_t ws_session_frame_begin(ws_session *s, int opcode, int fin,
+                                    apr_uint64_t len);
+/* End the frame begun by ws_session_frame_begin (hixie: writes the 0xFF
+ * after the message's last frame).  Returns APR_SUCCESS; APR_EINVAL when
+ * no frame is open; APR_EOF, writing nothing, when the session is no
+ * longer OPEN (it was fed inside the frame); or the error of a refused
+ * write. */
+apr_status_t ws_session_frame_end(ws_session *s);
+/* Non-zero while the session is OPEN and a message begun with
+ * ws_session_frame_begin is unfinished (its fin frame not yet ended). */
+int ws_session_sending(const ws_session *s);
+
+/* RFC 6455 ping with up to 125 bytes of payload (hixie: APR_ENOTIMPL).
+ * After our close: APR_EOF; inside a frame_begin frame: APR_EBUSY. */
 apr_status_t ws_session_ping(ws_session *s, const char *data,
                              apr_size_t len);
 /* Start the closing handshake.  RFC 6455: code 0 sends an empty close
  * payload; otherwise code and reason (truncated to fit 125 bytes on a
- * UTF-8 boundary).  hixie-76: 0xFF 0x00.  State becomes CLOSING. */
+ * UTF-8 boundary).  hixie: 0xFF 0x00 (after a 0xFF that ends an
+ * unfinished ws_session_frame_begin message).  State becomes CLOSING.
+ * After our close: APR_EOF; inside a frame_begin frame: APR_EBUSY. */
 apr_status_t ws_session_close(ws_session *s, int code, const char *reason);
 
 #endif /* WS_ENGINE_H */

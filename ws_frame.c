@@ -7,7 +7,11 @@
  * is a small state machine whose every step eats at least one byte (or
  * ends the session), so one byte at a time and one big chunk give the same
  * callbacks.  Data messages are reassembled in a heap buffer that grows
- * with the bytes actually received, never with a length the peer claims.
+ * with the bytes actually received, never with a length the peer claims;
+ * in stream mode the buffer only holds the piece being handed over.
+ *
+ * Output goes through the write callback, except the payload of frames
+ * begun with ws_session_frame_begin, which the caller writes itself.
  */
 
 #include <stdlib.h>
@@ -19,6 +23,9 @@
  * freed once its message has been delivered. */
 #define WS_BUF_MIN   1024
 #define WS_BUF_KEEP  (64 * 1024)
+/* Stream mode: the largest piece handed over at once; within
+ * WS_BUF_KEEP, so the buffer is kept from one message to the next. */
+#define WS_PIECE_MAX WS_BUF_KEEP
 
 #define WS_CONTROL_MAX 125
 
@@ -66,8 +73,11 @@ struct ws_session {
     apr_uint64_t frame_pos, frame_len;
     unsigned char control[WS_CONTROL_MAX];
 
-    /* data message being reassembled (msg_opcode 0: none) */
+    /* data message being received (msg_opcode 0: none): msg_len bytes
+     * so far, of which the buffer holds buf_len (all of them, or in
+     * stream mode the piece not yet handed over) */
     int msg_opcode;
+    apr_uint64_t msg_len;
     ws_utf8_state utf8;
     char *buf;
     apr_size_t buf_len, buf_cap;
@@ -75,6 +85,11 @@ struct ws_session {
     /* hixie length-prefixed frame */
     unsigned char hx_type;
     apr_uint64_t hx_left;
+
+    /* message being sent with ws_session_frame_begin */
+    int tx_opcode;          /* its type; 0: none unfinished */
+    int tx_frame;           /* a frame is open (begun, not ended) */
+    int tx_fin;             /* the open frame is the message's last */
 };
 
 /* ------------------------------------------------------------------ */
@@ -94,13 +109,13 @@ static apr_status_t emit(ws_session *s, const void *data, apr_size_t len)
     return APR_SUCCESS;
 }
 
-/* Write one unmasked RFC 6455 frame: header, then the payload as is. */
-static apr_status_t write_frame(ws_session *s, int fin, int opcode,
-                                const void *payload, apr_size_t len)
+/* Write an unmasked RFC 6455 frame header, length in its shortest form
+ * (len below 2^63). */
+static apr_status_t write_header(ws_session *s, int fin, int opcode,
+                                 apr_uint64_t len)
 {
     unsigned char hdr[10];
     apr_size_t hdr_len;
-    apr_status_t rv;
 
     hdr[0] = (unsigned char)((fin ? WS_FIN : 0) | opcode);
     if (len < WS_LEN16) {
@@ -114,16 +129,23 @@ static apr_status_t write_frame(ws_session *s, int fin, int opcode,
         hdr_len = 4;
     }
     else {
-        apr_uint64_t n = len;
         int i;
 
         hdr[1] = WS_LEN64;
-        for (i = 9; i >= 2; i--, n >>= 8) {
-            hdr[i] = (unsigned char)n;
+        for (i = 9; i >= 2; i--, len >>= 8) {
+            hdr[i] = (unsigned char)len;
         }
         hdr_len = 10;
     }
-    rv = emit(s, hdr, hdr_len);
+    return emit(s, hdr, hdr_len);
+}
+
+/* Write one unmasked RFC 6455 frame: header, then the payload as is. */
+static apr_status_t write_frame(ws_session *s, int fin, int opcode,
+                                const void *payload, apr_size_t len)
+{
+    apr_status_t rv = write_header(s, fin, opcode, len);
+
     return rv == APR_SUCCESS ? emit(s, payload, len) : rv;
 }
 
@@ -142,11 +164,15 @@ static apr_status_t write_close(ws_session *s, int code,
     return write_frame(s, 1, WS_OP_CLOSE, payload, 2 + len);
 }
 
+/* 0xFF 0x00, after a 0xFF that ends our unfinished text frame if any. */
 static apr_status_t write_hixie_close(ws_session *s)
 {
-    static const unsigned char closing[2] = { HIXIE_TEXT_END, 0x00 };
+    static const unsigned char closing[3] = {
+        HIXIE_TEXT_END, HIXIE_TEXT_END, 0x00
+    };
+    apr_size_t skip = s->tx_opcode ? 0 : 1;
 
-    return emit(s, closing, sizeof(closing));
+    return emit(s, closing + skip, sizeof(closing) - skip);
 }
 
 /* ------------------------------------------------------------------ */
@@ -278,13 +304,86 @@ static int reserve(ws_session *s, apr_size_t need)
     return 1;
 }
 
-/* Deliver the reassembled message and get ready for the next one. */
+/* Copy len payload bytes to dst, removing the mask.  The hot path of
+ * large messages: the key is rotated to this position once, then applied
+ * eight bytes at a time (memcpy keeps it free of alignment assumptions
+ * and compiles to plain loads and stores). */
+static void unmask(ws_session *s, unsigned char *dst, const unsigned char *src,
+                   apr_size_t len)
+{
+    unsigned char key[8];
+    apr_uint64_t key64, word;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(key); i++) {
+        key[i] = s->mask[(s->frame_pos + i) & 3];
+    }
+    memcpy(&key64, key, sizeof(key64));
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&word, src + i, sizeof(word));
+        word ^= key64;
+        memcpy(dst + i, &word, sizeof(word));
+    }
+    for (; i < len; i++) {
+        dst[i] = src[i] ^ key[i & 7];
+    }
+}
+
+/* Stream mode hands data over in pieces of at most WS_PIECE_MAX bytes:
+ * how many of the len bytes at hand the next step may take. */
+static apr_size_t piece_size(const ws_session *s, apr_size_t len)
+{
+    return s->cfg.stream && len > WS_PIECE_MAX ? WS_PIECE_MAX : len;
+}
+
+/* Add len (> 0) bytes of message data to the buffer, unmasked for RFC
+ * 6455.  Returns where they went, or NULL when the session failed. */
+static unsigned char *append(ws_session *s, const unsigned char *src,
+                             apr_size_t len)
+{
+    unsigned char *dst;
+
+    if (!reserve(s, s->buf_len + len)) {
+        fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory for a message");
+        return NULL;
+    }
+    dst = (unsigned char *)s->buf + s->buf_len;
+    if (is_rfc6455(s)) {
+        unmask(s, dst, src, len);
+    }
+    else {
+        memcpy(dst, src, len);
+    }
+    s->buf_len += len;
+    s->msg_len += len;
+    return dst;
+}
+
+/* Stream mode: hand over the bytes the buffer holds as a piece that does
+ * not end its message (none: nothing to do). */
+static void deliver_piece(ws_session *s)
+{
+    if (s->cfg.stream && s->buf_len) {
+        s->cb.on_data(s->baton, s->msg_opcode, s->buf, s->buf_len, 0);
+        s->buf_len = 0;
+    }
+}
+
+/* The message is complete: deliver it (stream mode: its last piece) and
+ * get ready for the next one. */
 static void deliver_message(ws_session *s)
 {
     int opcode = s->msg_opcode;
+    const char *data = s->buf ? s->buf : "";
 
     s->msg_opcode = 0;
-    s->cb.on_message(s->baton, opcode, s->buf ? s->buf : "", s->buf_len);
+    s->msg_len = 0;
+    if (s->cfg.stream) {
+        s->cb.on_data(s->baton, opcode, data, s->buf_len, 1);
+    }
+    else {
+        s->cb.on_message(s->baton, opcode, data, s->buf_len);
+    }
     s->buf_len = 0;
     if (s->buf_cap > WS_BUF_KEEP) {
         free_buffer(s);
@@ -391,7 +490,7 @@ static void begin_payload(ws_session *s)
     }
     /* the frame alone, and the message it adds to; checked before a byte
      * of it is stored (control frames have their own 125-byte cap) */
-    if (!is_control(s->opcode) && over_limit(s, s->buf_len + s->frame_len)) {
+    if (!is_control(s->opcode) && over_limit(s, s->msg_len + s->frame_len)) {
         fail(s, WS_CLOSE_TOO_BIG, "message exceeds WebSocketMaxMessageSize");
         return;
     }
@@ -428,45 +527,13 @@ static apr_size_t rx_header(ws_session *s, const unsigned char *p,
     return used;
 }
 
-/* Copy len payload bytes to dst, removing the mask.  The hot path of
- * large messages: the key is rotated to this position once, then applied
- * eight bytes at a time (memcpy keeps it free of alignment assumptions
- * and compiles to plain loads and stores). */
-static void unmask(ws_session *s, unsigned char *dst, const unsigned char *src,
-                   apr_size_t len)
-{
-    unsigned char key[8];
-    apr_uint64_t key64, word;
-    apr_size_t i;
-
-    for (i = 0; i < sizeof(key); i++) {
-        key[i] = s->mask[(s->frame_pos + i) & 3];
-    }
-    memcpy(&key64, key, sizeof(key64));
-    for (i = 0; i + 8 <= len; i += 8) {
-        memcpy(&word, src + i, sizeof(word));
-        word ^= key64;
-        memcpy(dst + i, &word, sizeof(word));
-    }
-    for (; i < len; i++) {
-        dst[i] = src[i] ^ key[i & 7];
-    }
-}
-
 /* Payload of a data frame: into the message buffer, checking text as it
- * comes. */
+ * comes (before any of it can be handed over). */
 static void take_data(ws_session *s, const unsigned char *p, apr_size_t len)
 {
-    unsigned char *dst;
+    unsigned char *dst = append(s, p, len);
 
-    if (!reserve(s, s->buf_len + len)) {
-        fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory for a message");
-        return;
-    }
-    dst = (unsigned char *)s->buf + s->buf_len;
-    unmask(s, dst, p, len);
-    s->buf_len += len;
-    if (s->msg_opcode == WS_OP_TEXT
+    if (dst && s->msg_opcode == WS_OP_TEXT
         && ws_utf8_feed(&s->utf8, dst, len) == WS_UTF8_INVALID) {
         fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
     }
@@ -476,7 +543,7 @@ static apr_size_t rx_payload(ws_session *s, const unsigned char *p,
                              apr_size_t len)
 {
     apr_uint64_t left = s->frame_len - s->frame_pos;
-    apr_size_t n = left < len ? (apr_size_t)left : len;
+    apr_size_t n = piece_size(s, left < len ? (apr_size_t)left : len);
 
     if (is_control(s->opcode)) {
         unmask(s, s->control + s->frame_pos, p, n);
@@ -485,8 +552,14 @@ static apr_size_t rx_payload(ws_session *s, const unsigned char *p,
         take_data(s, p, n);
     }
     s->frame_pos += n;
-    if (s->frame_pos == s->frame_len && s->state != WS_SESSION_FAILED) {
+    if (s->state == WS_SESSION_FAILED) {
+        return n;
+    }
+    if (s->frame_pos == s->frame_len) {
         end_frame(s);
+    }
+    else {
+        deliver_piece(s);
     }
     return n;
 }
@@ -551,11 +624,13 @@ static void end_frame(ws_session *s)
     if (is_control(s->opcode)) {
         handle_control(s);
     }
-    else if (s->fin) {
-        if (s->msg_opcode == WS_OP_TEXT && s->utf8.need) {
-            fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
-            return;
-        }
+    else if (!s->fin) {
+        deliver_piece(s);
+    }
+    else if (s->msg_opcode == WS_OP_TEXT && s->utf8.need) {
+        fail(s, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+    }
+    else {
         deliver_message(s);
     }
 }
@@ -584,22 +659,21 @@ static apr_size_t hx_type(ws_session *s, unsigned char b)
 static apr_size_t hx_text(ws_session *s, const unsigned char *p,
                           apr_size_t len)
 {
-    const unsigned char *end = memchr(p, HIXIE_TEXT_END, len);
-    apr_size_t n = end ? (apr_size_t)(end - p) : len;
+    const unsigned char *end;
+    apr_size_t n;
 
-    if (over_limit(s, (apr_uint64_t)s->buf_len + n)) {
+    len = piece_size(s, len);
+    end = memchr(p, HIXIE_TEXT_END, len);
+    n = end ? (apr_size_t)(end - p) : len;
+    if (over_limit(s, s->msg_len + n)) {
         fail(s, WS_CLOSE_TOO_BIG, "message exceeds WebSocketMaxMessageSize");
         return n;
     }
-    if (!reserve(s, s->buf_len + n)) {
-        fail(s, WS_CLOSE_INTERNAL_ERROR, "out of memory for a message");
+    if (n && !append(s, p, n)) {
         return n;
     }
-    if (n) {
-        memcpy(s->buf + s->buf_len, p, n);
-        s->buf_len += n;
-    }
     if (!end) {
+        deliver_piece(s);
         return n;
     }
     s->rx = HX_TYPE;
@@ -740,11 +814,89 @@ apr_status_t ws_session_send(ws_session *s, int opcode, const char *data,
     if (s->state != WS_SESSION_OPEN) {
         return APR_EOF;
     }
+    if (s->tx_opcode) {
+        return APR_EBUSY;
+    }
     if (!is_rfc6455(s)) {
         return opcode == WS_OP_TEXT ? send_hixie_text(s, data, len)
                                     : APR_ENOTIMPL;
     }
     return send_fragments(s, opcode, data, len);
+}
+
+/* Where a frame of opcode may begin in the message being sent. */
+static apr_status_t check_frame_sequence(const ws_session *s, int opcode)
+{
+    if (s->tx_frame) {
+        return APR_EBUSY;
+    }
+    if ((opcode == WS_OP_CONTINUATION) != (s->tx_opcode != 0)) {
+        return APR_EINVAL;
+    }
+    return APR_SUCCESS;
+}
+
+/* What precedes a frame's payload: RFC 6455 its header; hixie the 0x00
+ * that opens a message's text frame. */
+static apr_status_t write_frame_start(ws_session *s, int opcode, int fin,
+                                      apr_uint64_t len)
+{
+    static const unsigned char start = HIXIE_TEXT_START;
+
+    if (is_rfc6455(s)) {
+        return write_header(s, fin, opcode, len);
+    }
+    return opcode == WS_OP_CONTINUATION ? APR_SUCCESS : emit(s, &start, 1);
+}
+
+apr_status_t ws_session_frame_begin(ws_session *s, int opcode, int fin,
+                                    apr_uint64_t len)
+{
+    apr_status_t rv;
+
+    if ((opcode != WS_OP_CONTINUATION && opcode != WS_OP_TEXT
+         && opcode != WS_OP_BINARY) || len >> 63) {
+        return APR_EINVAL;
+    }
+    if (s->state != WS_SESSION_OPEN) {
+        return APR_EOF;
+    }
+    if (!is_rfc6455(s) && opcode == WS_OP_BINARY) {
+        return APR_ENOTIMPL;
+    }
+    if ((rv = check_frame_sequence(s, opcode)) != APR_SUCCESS
+        || (rv = write_frame_start(s, opcode, fin, len)) != APR_SUCCESS) {
+        return rv;
+    }
+    if (opcode != WS_OP_CONTINUATION) {
+        s->tx_opcode = opcode;
+    }
+    s->tx_frame = 1;
+    s->tx_fin = fin != 0;
+    return APR_SUCCESS;
+}
+
+apr_status_t ws_session_frame_end(ws_session *s)
+{
+    static const unsigned char end = HIXIE_TEXT_END;
+
+    if (!s->tx_frame) {
+        return APR_EINVAL;
+    }
+    s->tx_frame = 0;
+    if (s->state != WS_SESSION_OPEN) {
+        return APR_EOF;
+    }
+    if (!s->tx_fin) {
+        return APR_SUCCESS;
+    }
+    s->tx_opcode = 0;
+    return is_rfc6455(s) ? APR_SUCCESS : emit(s, &end, 1);
+}
+
+int ws_session_sending(const ws_session *s)
+{
+    return s->state == WS_SESSION_OPEN && s->tx_opcode != 0;
 }
 
 apr_status_t ws_session_ping(ws_session *s, const char *data,
@@ -758,6 +910,9 @@ apr_status_t ws_session_ping(ws_session *s, const char *data,
     }
     if (s->state != WS_SESSION_OPEN) {
         return APR_EOF;
+    }
+    if (s->tx_frame) {
+        return APR_EBUSY;
     }
     return write_frame(s, 1, WS_OP_PING, data, len);
 }
@@ -786,6 +941,9 @@ apr_status_t ws_session_close(ws_session *s, int code, const char *reason)
     }
     if (s->state != WS_SESSION_OPEN) {
         return APR_EOF;
+    }
+    if (s->tx_frame) {
+        return APR_EBUSY;
     }
     if (!is_rfc6455(s)) {
         rv = write_hixie_close(s);
