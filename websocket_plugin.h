@@ -18,7 +18,9 @@
  * configuration is checked (so "httpd -t" sees it), the plugin's
  * init_location is called once per WebSocketHandler line with the
  * WebSocketOptions of that same section; it returns the location's
- * context or an error message.
+ * context or an error message.  (option() at run time also sees options
+ * inherited from enclosing sections; a nested section that changes an
+ * option the context depends on repeats WebSocketHandler.)
  *
  * Threads.  Each httpd child runs a few event-loop threads; every
  * WebSocket is pinned to one of them for its whole life, and all of its
@@ -35,8 +37,11 @@
  *   "any thread"  from anywhere, as long as the caller holds a reference
  *                 (on the loop inside a callback one always does; other
  *                 threads retain() first and release() when done).
- * Only send, close, post, pending, retain, release and the read-only
- * accessors marked "any thread" may be called from other threads.
+ * Only send, close, post, pending, broadcast, retain, release, data_set,
+ * data_get and the read-only accessors marked "any thread" may be called
+ * from other threads.  The accessors marked "any thread" keep working
+ * after on_disconnect for as long as conn is retained (or, in a posted
+ * function, until it returns).
  *
  * Versioning.  Both structs begin with size and version.  The module
  * accepts a plugin whose version is WEBSOCKET_PLUGIN_VERSION_MIN to
@@ -176,14 +181,18 @@ struct websocket_server {
      * only).  The payload is copied once and shared by all receivers;
      * each receiver's own limits apply (a receiver over
      * WebSocketMaxPendingBytes is closed with 1008, the others do not
-     * wait for it).  Returns the number of receivers.  Any thread. */
+     * wait for it).  Works from on_disconnect too (the leaving
+     * connection no longer receives).  Returns the number of open
+     * connections of the location in this child.  Any thread. */
     int (*broadcast)(websocket_conn *conn, int type, const void *data,
                      apr_size_t len);
 
     /* --- streaming --- */
     /* Send the next fragment of a message from a brigade (the buckets
-     * are moved out of bb; file buckets go to the socket with sendfile
-     * where httpd can).  The first call gives the type, the following
+     * are moved out of bb, also when the send is refused; file buckets go
+     * to the socket with sendfile where httpd can).  The buckets must come
+     * from bucket_alloc(conn), and what they point to (a file, a pool)
+     * must live until on_disconnect.  The first call gives the type, the following
      * ones the same type; final non-zero ends the message.  A fragment
      * becomes one RFC 6455 frame; on hixie (text only) the message is
      * framed once.  While a streamed message is unfinished, send() of a
@@ -191,6 +200,9 @@ struct websocket_server {
     websocket_send_result (*send_brigade)(websocket_conn *conn, int type,
                                           apr_bucket_brigade *bb,
                                           int final);
+    /* The bucket allocator for buckets given to send_brigade (valid
+     * until on_disconnect returns).  Loop. */
+    apr_bucket_alloc_t *(*bucket_alloc)(websocket_conn *conn);
     /* Stop (paused non-zero) or resume reading from the client.  While
      * paused nothing is read (TCP backpressure reaches the client), the
      * output and the timers go on, and the paused time counts as
@@ -270,8 +282,9 @@ typedef struct websocket_plugin {
                        int type, const char *data, apr_size_t len);
     /* Streaming: when set, messages are delivered as they arrive instead
      * of whole: bb holds the next bytes of a message of the given type
-     * (the plugin takes or empties them during the call), final is
-     * non-zero on the message's last piece.  Text is validated as UTF-8
+     * (transient buckets, valid during the call only: set them aside or
+     * copy what is kept), final is non-zero on the message's last
+     * piece.  Text is validated as UTF-8
      * as it goes; WebSocketMaxMessageSize still bounds a message, but
      * nothing is held whole.  Optional. */
     void (*on_fragment)(const websocket_server *server, websocket_conn *conn,
@@ -286,8 +299,10 @@ typedef struct websocket_plugin {
      * Optional. */
     void (*on_disconnect)(const websocket_server *server,
                           websocket_conn *conn);
-    /* After a send returned WEBSOCKET_SEND_FULL: the output fell below
-     * the low-water mark.  Optional. */
+    /* The output fell below the low-water mark after a send on the loop
+     * returned WEBSOCKET_SEND_FULL (or a broadcast pushed it over the
+     * high-water mark).  Other threads watch pending() instead.
+     * Optional. */
     void (*on_drain)(const websocket_server *server, websocket_conn *conn);
     /* A ping from the client (the pong is already sent) and a pong.
      * Optional. */

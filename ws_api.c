@@ -252,6 +252,11 @@ static websocket_send_result ws_api_send_brigade(websocket_conn *wc,
     return ws_conn_send_brigade(wc, type, bb, final);
 }
 
+static apr_bucket_alloc_t *ws_api_bucket_alloc(websocket_conn *wc)
+{
+    return wc->c ? wc->c->bucket_alloc : NULL;
+}
+
 static apr_status_t ws_api_pause_reading(websocket_conn *wc, int paused)
 {
     if (ws_conn_is_gone(wc)) {
@@ -445,6 +450,7 @@ const websocket_server ws_server_api = {
     ws_api_pending,
     ws_api_broadcast,
     ws_api_send_brigade,
+    ws_api_bucket_alloc,
     ws_api_pause_reading,
     ws_api_timer_add,
     ws_api_timer_cancel,

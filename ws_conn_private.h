@@ -78,7 +78,7 @@ struct websocket_conn {
     ap_filter_t *core_out;             /* last output filter */
     ws_conn_state_e state;
     int suspended;                     /* a per-child loop owns it */
-    int accepted, opened, paused, want_drain, streaming_out;
+    int accepted, opened, paused, want_drain;
     int overflow_seen;
     ws_watch client;
     ws_timer tick;

@@ -513,28 +513,24 @@ websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
                                            int final)
 {
     apr_off_t len = 0;
-    apr_status_t rv;
+    apr_status_t rv = APR_EINVAL;
 
-    if (type != WEBSOCKET_TEXT && type != WEBSOCKET_BINARY) {
-        return WEBSOCKET_SEND_INVALID;
+    if ((type == WEBSOCKET_TEXT || type == WEBSOCKET_BINARY)
+        && ws_conn_usable(wc)
+        && apr_brigade_length(bb, 1, &len) == APR_SUCCESS) {
+        rv = ws_session_frame_begin(wc->session,
+                                    ws_session_sending(wc->session)
+                                    ? WS_OP_CONTINUATION : type,
+                                    final, (apr_uint64_t)len);
     }
-    if (!ws_conn_usable(wc)) {
-        return WEBSOCKET_SEND_CLOSED;
-    }
-    if (apr_brigade_length(bb, 1, &len) != APR_SUCCESS) {
-        return WEBSOCKET_SEND_INVALID;
-    }
-    rv = ws_session_frame_begin(wc->session,
-                                wc->streaming_out ? WS_OP_CONTINUATION
-                                                  : type,
-                                final, (apr_uint64_t)len);
     if (rv != APR_SUCCESS) {
-        return ws_result_of(wc, rv);
+        apr_brigade_cleanup(bb);
+        return ws_conn_usable(wc) ? ws_result_of(wc, rv)
+                                  : WEBSOCKET_SEND_CLOSED;
     }
     APR_BRIGADE_CONCAT(wc->obb, bb);
     ws_out_account(wc, len);
     rv = ws_session_frame_end(wc->session);
-    wc->streaming_out = !final;
     return ws_result_of(wc, rv);
 }
 
