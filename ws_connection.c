@@ -1489,6 +1489,11 @@ int ws_conn_start(websocket_conn *wc)
     if (!wc->suspended) {
         return ws_conn_run_here(wc, r->pool);
     }
+    /* What the connection frees from now on (the request's pool, read
+     * and write buffers) goes back to malloc at once instead of waiting,
+     * up to MaxMemFree, in this connection's own allocator: thousands of
+     * idle WebSockets would each keep tens of KiB they no longer use. */
+    apr_allocator_max_free_set(apr_pool_allocator_get(c->pool), 1);
     ap_set_module_config(c->conn_config, &websocket_module, wc);
     return SUSPENDED;
 }
