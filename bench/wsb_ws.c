@@ -208,6 +208,7 @@ static void opened(wsb_run *run, wsb_conn *c)
     c->state = ST_OPEN;
     c->frame_fin = 1;
     run->n_open++;
+    run->n_opened++;
     run->n_connecting--;
     c->sent_at = calloc((size_t)run->o.depth, sizeof(*c->sent_at));
     if (!run->o.idle) {

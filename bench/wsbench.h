@@ -80,6 +80,8 @@ typedef struct {
     uint64_t msgs, bytes;       /* echoed inside the window */
     uint64_t errors;            /* mismatches, unexpected closes */
     int n_open, n_failed, n_connecting, next_conn;
+    int n_opened;               /* handshakes completed, ever */
+    int n_echoed;               /* idle: connections that echoed */
     uint64_t smoke_goal;        /* smoke: messages per connection */
     uint64_t hist[64 * 64];     /* latency histogram, see wsb_stats.c */
 } wsb_run;
