@@ -75,6 +75,9 @@ struct websocket_conn {
     unsigned char key3[8];
     apr_size_t key3_have;
     apr_bucket_brigade *ibb, *obb, *tmp, *fbb;
+    char *wbuf;                        /* engine output not yet in obb */
+    apr_size_t wbuf_len, wbuf_cap;
+    int trimming;                      /* allocator keeps nothing for now */
     ap_filter_t *core_out;             /* last output filter */
     ws_conn_state_e state;
     int suspended;                     /* a per-child loop owns it */
@@ -114,6 +117,28 @@ int ws_conn_broadcast(websocket_conn *wc, int type, const char *data,
 void ws_conn_kick(websocket_conn *wc);
 void ws_conn_retain(websocket_conn *wc);
 void ws_conn_release(websocket_conn *wc);
+
+/* The connection's own loop takes it over (loop thread). */
+void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc);
+/* The server goes away: close with 1001 (loop thread). */
+void ws_conn_going_away(websocket_conn *wc);
+/* Queue one broadcast message whose payload is shared: non-zero when
+ * the connection took it, and then release(data) is called once the
+ * payload was written or dropped (loop thread). */
+int ws_conn_send_shared(websocket_conn *wc, int type, const char *data,
+                        apr_size_t len, void (*release)(void *data));
+
+/* ws_child.c: the child's loops. */
+int ws_child_has_loops(void);
+apr_status_t ws_loop_ctx_init(ws_loop_ctx *lc, apr_pool_t *p);
+/* A request thread's loop joins (and leaves) the loops that broadcasts
+ * reach. */
+void ws_child_register(ws_loop_ctx *lc);
+void ws_child_unregister(ws_loop_ctx *lc);
+/* Guards the registry: a post to a request thread's loop happens under
+ * it, so that the loop cannot go away meanwhile. */
+void ws_child_lock(void);
+void ws_child_unlock(void);
 
 /* ws_api.c: plugin timers and watches end with the connection. */
 void ws_api_end_timers_and_watches(websocket_conn *wc);

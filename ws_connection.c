@@ -44,178 +44,18 @@ extern module AP_MODULE_DECLARE_DATA websocket_module;
 /* Most bytes handed to the output filters at once: below the core
  * filter's FlushMaxThreshold (64K by default), so it never blocks. */
 #define WS_PASS_MAX      (32 * 1024)
+/* The smallest write buffer. */
+#define WS_WBUF_MIN      256
+/* Free memory a connection's allocator keeps for reuse once the request
+ * is gone: a read buffer's worth, so that traffic does not map and unmap
+ * memory per message, while an idle connection keeps little. */
+#define WS_CONN_MAX_FREE (16 * 1024)
 /* Reading after our FIN, as httpd's lingering close does. */
 #define WS_LINGER_TIME   apr_time_from_sec(2)
 /* How often a private loop looks for a restart. */
 #define WS_STOP_CHECK    apr_time_from_sec(1)
 
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
-
-/* ------------------------------------------------------------------ */
-/* The child's loops                                                   */
-
-static struct {
-    apr_thread_mutex_t *mutex;   /* guards the registry and foreign posts */
-    ws_loop_ctx *shared;         /* array of n_shared */
-    int n_shared;
-    apr_thread_t **threads;
-    ws_loop_ctx *privates;       /* request threads' loops (list) */
-    int retiring;                /* graceful child stop: restart or not? */
-} ws_child;
-
-static ws_loop_ctx *ws_pick_loop(void)
-{
-    ws_loop_ctx *best = &ws_child.shared[0];
-    int i;
-
-    for (i = 1; i < ws_child.n_shared; i++) {
-        if (apr_atomic_read32(&ws_child.shared[i].count)
-            < apr_atomic_read32(&best->count)) {
-            best = &ws_child.shared[i];
-        }
-    }
-    return best;
-}
-
-static void *APR_THREAD_FUNC ws_loop_thread(apr_thread_t *thread, void *baton)
-{
-    ws_loop_ctx *lc = baton;
-
-    ws_loop_run(lc->loop);
-    apr_thread_exit(thread, APR_SUCCESS);
-    return NULL;
-}
-
-static void ws_stop_task(void *baton)
-{
-    ws_loop_stop(baton);
-}
-
-/* pchild cleanup: by now every suspended connection has ended (the MPM
- * waits for its connection count), so the loops only have to stop. */
-static apr_status_t ws_loops_cleanup(void *unused)
-{
-    apr_status_t ignored;
-    int i;
-
-    (void)unused;
-    for (i = 0; i < ws_child.n_shared; i++) {
-        ws_loop_post(ws_child.shared[i].loop, ws_stop_task,
-                     ws_child.shared[i].loop);
-    }
-    for (i = 0; i < ws_child.n_shared; i++) {
-        apr_thread_join(&ignored, ws_child.threads[i]);
-    }
-    ws_child.n_shared = 0;
-    return APR_SUCCESS;
-}
-
-static apr_status_t ws_loop_ctx_init(ws_loop_ctx *lc, apr_pool_t *p)
-{
-    APR_RING_INIT(&lc->conns, websocket_conn, link);
-    lc->count = 0;
-    return ws_loop_create(&lc->loop, p);
-}
-
-void ws_loops_child_init(apr_pool_t *pchild, server_rec *s, int count)
-{
-    int async = 0, i;
-    apr_status_t rv;
-
-    apr_thread_mutex_create(&ws_child.mutex, APR_THREAD_MUTEX_DEFAULT,
-                            pchild);
-    ap_mpm_query(AP_MPMQ_IS_ASYNC, &async);
-    if (!async) {
-        return;   /* every WebSocket runs on its request's thread */
-    }
-    ws_child.shared = apr_pcalloc(pchild, count * sizeof(ws_loop_ctx));
-    ws_child.threads = apr_pcalloc(pchild, count * sizeof(apr_thread_t *));
-    for (i = 0; i < count; i++) {
-        rv = ws_loop_ctx_init(&ws_child.shared[i], pchild);
-        if (rv == APR_SUCCESS) {
-            rv = apr_thread_create(&ws_child.threads[i], NULL,
-                                   ws_loop_thread, &ws_child.shared[i],
-                                   pchild);
-        }
-        if (rv != APR_SUCCESS) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, rv, s, "websocket: cannot "
-                         "start loop thread %d of %d; WebSockets run on "
-                         "request threads in this child", i + 1, count);
-            break;
-        }
-        ws_child.n_shared++;
-    }
-    apr_pool_cleanup_register(pchild, NULL, ws_loops_cleanup,
-                              apr_pool_cleanup_null);
-}
-
-static void ws_registry_add(ws_loop_ctx *lc)
-{
-    apr_thread_mutex_lock(ws_child.mutex);
-    lc->next = ws_child.privates;
-    ws_child.privates = lc;
-    apr_thread_mutex_unlock(ws_child.mutex);
-}
-
-static void ws_registry_remove(ws_loop_ctx *lc)
-{
-    ws_loop_ctx **pp;
-
-    apr_thread_mutex_lock(ws_child.mutex);
-    for (pp = &ws_child.privates; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == lc) {
-            *pp = lc->next;
-            break;
-        }
-    }
-    apr_thread_mutex_unlock(ws_child.mutex);
-}
-
-/* Post fn(lc, arg) to every loop of the child, shared and private
- * (caller holds ws_child.mutex). */
-typedef struct ws_loop_call {
-    ws_loop_ctx *lc;
-    void (*fn)(ws_loop_ctx *lc, void *arg);
-    void *arg;
-} ws_loop_call;
-
-static void ws_loop_call_run(void *baton)
-{
-    ws_loop_call *call = baton;
-
-    call->fn(call->lc, call->arg);
-    free(call);
-}
-
-static void ws_post_to(ws_loop_ctx *lc, void (*fn)(ws_loop_ctx *, void *),
-                       void *arg)
-{
-    ws_loop_call *call = malloc(sizeof(*call));
-
-    if (call == NULL) {
-        return;
-    }
-    call->lc = lc;
-    call->fn = fn;
-    call->arg = arg;
-    if (ws_loop_post(lc->loop, ws_loop_call_run, call) != APR_SUCCESS) {
-        free(call);
-    }
-}
-
-static void ws_post_everywhere(void (*fn)(ws_loop_ctx *, void *),
-                               void *(*arg_for)(void *), void *arg)
-{
-    ws_loop_ctx *lc;
-    int i;
-
-    for (i = 0; i < ws_child.n_shared; i++) {
-        ws_post_to(&ws_child.shared[i], fn, arg_for(arg));
-    }
-    for (lc = ws_child.privates; lc != NULL; lc = lc->next) {
-        ws_post_to(lc, fn, arg_for(arg));
-    }
-}
 
 /* ------------------------------------------------------------------ */
 /* Output                                                              */
@@ -267,7 +107,34 @@ static void ws_out_account(websocket_conn *wc, apr_off_t delta)
 
 static int ws_output_pending(const websocket_conn *wc)
 {
-    return !APR_BRIGADE_EMPTY(wc->obb) || wc->c->data_in_output_filters;
+    return wc->wbuf_len > 0 || !APR_BRIGADE_EMPTY(wc->obb)
+           || wc->c->data_in_output_filters;
+}
+
+/* The bytes the engine wrote since the last seal become one heap bucket
+ * at the end of obb.  They are gathered in plain malloc memory: a bucket
+ * buffer from the connection's allocator would cost an mmap and a munmap
+ * per message once the allocator keeps no free memory (see
+ * ws_conn_end_request). */
+static void ws_out_seal(websocket_conn *wc)
+{
+    if (wc->wbuf_len == 0) {
+        return;
+    }
+    APR_BRIGADE_INSERT_TAIL(wc->obb, apr_bucket_heap_create(
+                                wc->wbuf, wc->wbuf_len, free,
+                                wc->c->bucket_alloc));
+    wc->wbuf = NULL;
+    wc->wbuf_len = wc->wbuf_cap = 0;
+}
+
+static void ws_out_discard(websocket_conn *wc)
+{
+    free(wc->wbuf);
+    wc->wbuf = NULL;
+    wc->wbuf_len = wc->wbuf_cap = 0;
+    apr_brigade_cleanup(wc->obb);
+    apr_atomic_set32(&wc->out_bytes, 0);
 }
 
 static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
@@ -275,8 +142,7 @@ static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
     ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, wc->c, "websocket: %s: "
                   "writing to the client failed", wc->uri);
     wc->c->aborted = 1;
-    apr_brigade_cleanup(wc->obb);
-    apr_atomic_set32(&wc->out_bytes, 0);
+    ws_out_discard(wc);
 }
 
 /* A request thread may block: everything goes down with a FLUSH. */
@@ -285,6 +151,7 @@ static void ws_out_push_blocking(websocket_conn *wc)
     apr_off_t len = 0;
     apr_status_t rv;
 
+    ws_out_seal(wc);
     apr_brigade_length(wc->obb, 0, &len);
     APR_BRIGADE_INSERT_TAIL(wc->obb,
                             apr_bucket_flush_create(wc->c->bucket_alloc));
@@ -293,6 +160,17 @@ static void ws_out_push_blocking(websocket_conn *wc)
     ws_out_account(wc, -len);
     if (rv != APR_SUCCESS) {
         ws_write_failed(wc, rv);
+    }
+}
+
+/* The request's memory is gone (its end-of-request bucket was written):
+ * the allocator may keep a little again. */
+static void ws_conn_trimmed(websocket_conn *wc)
+{
+    if (wc->trimming) {
+        wc->trimming = 0;
+        apr_allocator_max_free_set(apr_pool_allocator_get(wc->c->pool),
+                                   WS_CONN_MAX_FREE);
     }
 }
 
@@ -315,7 +193,9 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
             if (rv != APR_SUCCESS || c->data_in_output_filters) {
                 return;   /* POLLOUT brings us back */
             }
+            ws_conn_trimmed(wc);
         }
+        ws_out_seal(wc);
         if (APR_BRIGADE_EMPTY(wc->obb)) {
             return;
         }
@@ -336,8 +216,7 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
 static void ws_out_push(websocket_conn *wc)
 {
     if (wc->c->aborted) {
-        apr_brigade_cleanup(wc->obb);
-        apr_atomic_set32(&wc->out_bytes, 0);
+        ws_out_discard(wc);
     }
     else if (wc->suspended) {
         ws_out_push_nonblocking(wc);
@@ -352,10 +231,31 @@ static int ws_on_write(void *baton, const char *data, apr_size_t len)
 {
     websocket_conn *wc = baton;
 
-    if (wc->c->aborted
-        || apr_brigade_write(wc->obb, NULL, NULL, data, len) != APR_SUCCESS) {
+    if (wc->c->aborted) {
         return 1;
     }
+    if (wc->wbuf_len + len > wc->wbuf_cap) {
+        apr_size_t cap;
+        char *grown;
+
+        if (wc->wbuf_len + len > WS_PASS_MAX) {
+            ws_out_seal(wc);
+        }
+        cap = wc->wbuf_len + len;
+        if (cap < 2 * wc->wbuf_cap) {
+            cap = 2 * wc->wbuf_cap;
+        }
+        if (cap < WS_WBUF_MIN) {
+            cap = WS_WBUF_MIN;
+        }
+        if ((grown = realloc(wc->wbuf, cap)) == NULL) {
+            return 1;
+        }
+        wc->wbuf = grown;
+        wc->wbuf_cap = cap;
+    }
+    memcpy(wc->wbuf + wc->wbuf_len, data, len);
+    wc->wbuf_len += len;
     ws_out_account(wc, (apr_off_t)len);
     return 0;
 }
@@ -528,6 +428,7 @@ websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
         return ws_conn_usable(wc) ? ws_result_of(wc, rv)
                                   : WEBSOCKET_SEND_CLOSED;
     }
+    ws_out_seal(wc);
     APR_BRIGADE_CONCAT(wc->obb, bb);
     ws_out_account(wc, len);
     rv = ws_session_frame_end(wc->session);
@@ -579,95 +480,22 @@ void ws_conn_pause(websocket_conn *wc, int paused)
     }
 }
 
-/* ------------------------------------------------------------------ */
-/* Broadcast: one shared copy of the payload                           */
-
-typedef struct ws_shared {
-    apr_uint32_t refs;
-    int type;
-    ws_location *loc;
-    apr_size_t len;
-    char data[1];
-} ws_shared;
-
-static void ws_shared_release(void *data)
+/* A broadcast receiver: the frame header from the engine, the payload by
+ * reference (a heap bucket that calls release when written). */
+int ws_conn_send_shared(websocket_conn *wc, int type, const char *data,
+                        apr_size_t len, void (*release)(void *data))
 {
-    ws_shared *sh = (ws_shared *)((char *)data
-                                  - APR_OFFSETOF(ws_shared, data));
-
-    if (apr_atomic_dec32(&sh->refs) == 0) {
-        free(sh);
-    }
-}
-
-static void *ws_shared_ref(void *arg)
-{
-    ws_shared *sh = arg;
-
-    apr_atomic_inc32(&sh->refs);
-    return sh;
-}
-
-/* One receiver: the frame header from the engine, the payload by
- * reference. */
-static int ws_send_shared(websocket_conn *wc, ws_shared *sh)
-{
-    apr_bucket *b;
-
-    if (!ws_conn_usable(wc) || (sh->type == WEBSOCKET_BINARY
-                                && ws_is_hixie(wc))
-        || ws_session_frame_begin(wc->session, sh->type, 1, sh->len)
-           != APR_SUCCESS) {
+    if (!ws_conn_usable(wc) || (type == WEBSOCKET_BINARY && ws_is_hixie(wc))
+        || ws_session_frame_begin(wc->session, type, 1, len) != APR_SUCCESS) {
         return 0;
     }
-    apr_atomic_inc32(&sh->refs);
-    b = apr_bucket_heap_create(sh->data, sh->len, ws_shared_release,
-                               wc->c->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(wc->obb, b);
-    ws_out_account(wc, (apr_off_t)sh->len);
+    ws_out_seal(wc);
+    APR_BRIGADE_INSERT_TAIL(wc->obb, apr_bucket_heap_create(
+                                data, len, release, wc->c->bucket_alloc));
+    ws_out_account(wc, (apr_off_t)len);
     ws_session_frame_end(wc->session);
     ws_send_verdict(wc);
     return 1;
-}
-
-/* On each loop: every connection of the location gets the message. */
-static void ws_deliver(ws_loop_ctx *lc, void *arg)
-{
-    ws_shared *sh = arg;
-    websocket_conn *wc;
-
-    for (wc = APR_RING_FIRST(&lc->conns);
-         wc != APR_RING_SENTINEL(&lc->conns, websocket_conn, link);
-         wc = APR_RING_NEXT(wc, link)) {
-        if (wc->loc == sh->loc && ws_send_shared(wc, sh)) {
-            ws_conn_kick(wc);
-        }
-    }
-    ws_shared_release(sh->data);
-}
-
-int ws_conn_broadcast(websocket_conn *wc, int type, const char *data,
-                      apr_size_t len)
-{
-    ws_shared *sh;
-
-    if (type != WEBSOCKET_TEXT && type != WEBSOCKET_BINARY) {
-        return 0;
-    }
-    sh = malloc(sizeof(*sh) + len);
-    if (sh == NULL) {
-        return 0;
-    }
-    sh->refs = 1;
-    sh->type = type;
-    sh->loc = wc->loc;
-    sh->len = len;
-    memcpy(sh->data, data, len);
-    apr_thread_mutex_lock(ws_child.mutex);
-    ws_post_everywhere(ws_deliver, ws_shared_ref, sh);
-    apr_thread_mutex_unlock(ws_child.mutex);
-    ws_shared_release(sh->data);
-    return (int)apr_atomic_read32(&wc->loc->open);
 }
 
 /* ------------------------------------------------------------------ */
@@ -691,6 +519,7 @@ void ws_conn_retain(websocket_conn *wc)
 void ws_conn_release(websocket_conn *wc)
 {
     if (apr_atomic_dec32(&wc->refs) == 0) {
+        free(wc->wbuf);
         free(wc->subprotocol);
         free(wc);
     }
@@ -727,7 +556,7 @@ apr_status_t ws_conn_post(websocket_conn *wc, websocket_task_fn fn,
     call->baton = baton;
     /* Under the registry lock: a request thread's loop cannot go away
      * between the check and the post. */
-    apr_thread_mutex_lock(ws_child.mutex);
+    ws_child_lock();
     if (!ws_conn_is_gone(wc) && wc->lc != NULL) {
         ws_conn_retain(wc);
         rv = ws_loop_post(wc->lc->loop, ws_posted_run, call);
@@ -735,7 +564,7 @@ apr_status_t ws_conn_post(websocket_conn *wc, websocket_task_fn fn,
             ws_conn_release(wc);
         }
     }
-    apr_thread_mutex_unlock(ws_child.mutex);
+    ws_child_unlock();
     if (rv != APR_SUCCESS) {
         free(call);
     }
@@ -1103,7 +932,7 @@ static int ws_can_suspend(conn_rec *c)
     int async = 0;
 
     ap_mpm_query(AP_MPMQ_IS_ASYNC, &async);
-    return async && ws_child.n_shared > 0 && c->cs != NULL
+    return async && ws_child_has_loops() && c->cs != NULL
         && c->master == NULL;
 }
 
@@ -1189,6 +1018,13 @@ static void ws_conn_end_request(websocket_conn *wc)
     wc->offered = NULL;
     wc->host = NULL;
     if (wc->suspended) {
+        /* The request's pool goes when the core filter has written what
+         * came before its end-of-request bucket; until then the
+         * connection's allocator keeps nothing, so that the request's
+         * memory goes back to the system instead of staying with an idle
+         * connection (ws_conn_trimmed ends this). */
+        apr_allocator_max_free_set(apr_pool_allocator_get(wc->c->pool), 1);
+        wc->trimming = 1;
         ap_finalize_request_protocol(r);
         ap_process_request_after_handler(r);
         /* after_handler moved the state on; the MPM counts this
@@ -1365,7 +1201,7 @@ static void ws_conn_check(websocket_conn *wc)
 }
 
 /* On the loop: the connection is ours. */
-static void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc)
+void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc)
 {
     wc->lc = lc;
     APR_RING_INSERT_TAIL(&lc->conns, wc, websocket_conn, link);
@@ -1382,34 +1218,6 @@ static void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc)
     ws_conn_check(wc);
 }
 
-static void ws_adopt_task(void *baton)
-{
-    websocket_conn *wc = baton;
-    int i;
-
-    for (i = 0; i < ws_child.n_shared; i++) {
-        if (ws_loop_is_current(ws_child.shared[i].loop)) {
-            ws_conn_adopt(wc, &ws_child.shared[i]);
-            return;
-        }
-    }
-}
-
-void ws_conn_suspended(conn_rec *c)
-{
-    websocket_conn *wc = ap_get_module_config(c->conn_config,
-                                              &websocket_module);
-
-    if (wc == NULL) {
-        return;
-    }
-    ap_set_module_config(c->conn_config, &websocket_module, NULL);
-    /* The MPM forgets the scoreboard handle too; nothing of ours may
-     * use the worker's slot from the loop. */
-    c->sbh = NULL;
-    ws_loop_post(ws_pick_loop()->loop, ws_adopt_task, wc);
-}
-
 static int ws_mpm_stopping(void)
 {
     int state = AP_MPMQ_RUNNING;
@@ -1418,23 +1226,16 @@ static int ws_mpm_stopping(void)
     return state == AP_MPMQ_STOPPING;
 }
 
-/* Close every open WebSocket of the loop with 1001. */
-static void ws_close_all(ws_loop_ctx *lc)
+void ws_conn_going_away(websocket_conn *wc)
 {
-    websocket_conn *wc;
-
-    for (wc = APR_RING_FIRST(&lc->conns);
-         wc != APR_RING_SENTINEL(&lc->conns, websocket_conn, link);
-         wc = APR_RING_NEXT(wc, link)) {
-        if (wc->state == WS_CONN_OPEN
-            && ws_session_state(wc->session) == WS_SESSION_OPEN) {
-            ws_close_for(wc, WS_CLOSE_GOING_AWAY, "server shutting down");
-            ws_conn_kick(wc);
-        }
-        else if (wc->state == WS_CONN_KEY3) {
-            wc->c->aborted = 1;
-            ws_conn_kick(wc);
-        }
+    if (wc->state == WS_CONN_OPEN
+        && ws_session_state(wc->session) == WS_SESSION_OPEN) {
+        ws_close_for(wc, WS_CLOSE_GOING_AWAY, "server shutting down");
+        ws_conn_kick(wc);
+    }
+    else if (wc->state == WS_CONN_KEY3) {
+        wc->c->aborted = 1;
+        ws_conn_kick(wc);
     }
 }
 
@@ -1450,15 +1251,15 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         ws_conn_abandon(wc);
         return HTTP_INTERNAL_SERVER_ERROR;
     }
-    ws_registry_add(lc);
+    ws_child_register(lc);
     ws_conn_adopt(wc, lc);
     while (wc->state != WS_CONN_DONE) {
         ws_loop_turn(lc->loop, WS_STOP_CHECK);
         if (ws_mpm_stopping()) {
-            ws_close_all(lc);
+            ws_conn_going_away(wc);
         }
     }
-    ws_registry_remove(lc);
+    ws_child_unregister(lc);
     /* What was posted before the loop left the registry still runs. */
     ws_loop_turn(lc->loop, 0);
     return OK;
@@ -1489,87 +1290,7 @@ int ws_conn_start(websocket_conn *wc)
     if (!wc->suspended) {
         return ws_conn_run_here(wc, r->pool);
     }
-    /* What the connection frees from now on (the request's pool, read
-     * and write buffers) goes back to malloc at once instead of waiting,
-     * up to MaxMemFree, in this connection's own allocator: thousands of
-     * idle WebSockets would each keep tens of KiB they no longer use. */
-    apr_allocator_max_free_set(apr_pool_allocator_get(c->pool), 1);
     ap_set_module_config(c->conn_config, &websocket_module, wc);
     return SUSPENDED;
 }
 
-/* ------------------------------------------------------------------ */
-/* Stopping                                                            */
-
-static void ws_close_all_task(ws_loop_ctx *lc, void *unused)
-{
-    (void)unused;
-    ws_close_all(lc);
-}
-
-static void ws_close_all_shared(void)
-{
-    int i;
-
-    apr_thread_mutex_lock(ws_child.mutex);
-    for (i = 0; i < ws_child.n_shared; i++) {
-        ws_post_to(&ws_child.shared[i], ws_close_all_task, NULL);
-    }
-    apr_thread_mutex_unlock(ws_child.mutex);
-}
-
-/* A graceful child stop is a restart (new generation), a graceful stop
- * of the server (the parent removed its pid file), or the parent
- * retiring a surplus child; only the last leaves WebSockets open. */
-static int ws_server_going_away(void)
-{
-    int generation = 0;
-    apr_finfo_t finfo;
-    apr_pool_t *p;
-    int gone;
-
-    ap_mpm_query(AP_MPMQ_GENERATION, &generation);
-    if (ap_scoreboard_image == NULL || ap_pid_fname == NULL
-        || ap_scoreboard_image->global->running_generation != generation) {
-        return 1;
-    }
-    apr_pool_create(&p, NULL);
-    gone = apr_stat(&finfo, ap_server_root_relative(p, ap_pid_fname),
-                    APR_FINFO_TYPE, p) != APR_SUCCESS;
-    apr_pool_destroy(p);
-    return gone;
-}
-
-static void ws_retire_check(void *baton);
-
-static ws_timer ws_retire_timer = { 0, 0, ws_retire_check, NULL };
-
-/* On the first loop, every second while the child retires. */
-static void ws_retire_check(void *baton)
-{
-    (void)baton;
-    if (ws_server_going_away()) {
-        ws_close_all_shared();
-        return;
-    }
-    ws_timer_set(ws_child.shared[0].loop, &ws_retire_timer,
-                 apr_time_now() + WS_STOP_CHECK);
-}
-
-static void ws_retire_task(void *baton)
-{
-    ws_retire_check(baton);
-}
-
-void ws_loops_child_stopping(int graceful)
-{
-    if (ws_child.n_shared == 0) {
-        return;
-    }
-    if (graceful) {
-        ws_loop_post(ws_child.shared[0].loop, ws_retire_task, NULL);
-    }
-    else {
-        ws_close_all_shared();
-    }
-}
