@@ -848,8 +848,9 @@ static void ws_client_ready(void *baton, apr_int16_t events)
         if (ws_reading(wc)) {
             ws_conn_read(wc);
         }
-        else if (wc->state == WS_CONN_DRAINING
-                 && (events & (APR_POLLHUP | APR_POLLERR))) {
+        else if (events & (APR_POLLHUP | APR_POLLERR)) {
+            /* Reported whether asked for or not (paused, draining): the
+             * client is gone, and polling again would spin. */
             wc->c->aborted = 1;
         }
     }
