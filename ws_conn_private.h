@@ -83,6 +83,8 @@ struct websocket_conn {
     int suspended;                     /* a per-child loop owns it */
     int accepted, opened, paused, want_drain;
     int overflow_seen;
+    int h2_body_eos;                   /* HTTP/2: mod_http2's EOS of the
+                                        * empty request body is to come */
     ws_watch client;
     ws_timer tick;
     apr_time_t last_rx, ping_sent, close_sent, deadline;

@@ -221,7 +221,7 @@ static void ws_out_push(websocket_conn *wc)
     else if (wc->suspended) {
         ws_out_push_nonblocking(wc);
     }
-    else if (!APR_BRIGADE_EMPTY(wc->obb)) {
+    else if (wc->wbuf_len > 0 || !APR_BRIGADE_EMPTY(wc->obb)) {
         ws_out_push_blocking(wc);
     }
 }
@@ -750,9 +750,18 @@ static apr_status_t ws_read_once(websocket_conn *wc)
         apr_size_t len;
 
         if (APR_BUCKET_IS_EOS(b)) {
-            rv = APR_EOF;
+            if (wc->h2_body_eos) {
+                /* mod_http2 ends the upgrade request's (empty) body on
+                 * the stream's input first; the client's own end of the
+                 * stream comes later. */
+                wc->h2_body_eos = 0;
+            }
+            else {
+                rv = APR_EOF;
+            }
         }
         else if (!APR_BUCKET_IS_METADATA(b)) {
+            wc->h2_body_eos = 0;
             rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
             if (rv == APR_SUCCESS) {
                 ws_feed(wc, data, len);
@@ -1259,11 +1268,31 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         if (ws_mpm_stopping()) {
             ws_conn_going_away(wc);
         }
+        else if (wc->c->aborted) {
+            /* mod_http2 aborts a reset stream from another thread */
+            ws_conn_kick(wc);
+        }
     }
     ws_child_unregister(lc);
     /* What was posted before the loop left the registry still runs. */
     ws_loop_turn(lc->loop, 0);
     return OK;
+}
+
+/* An HTTP/2 stream (RFC 8441, mod_http2's H2WebSockets): the 101 goes
+ * through httpd's response path, from r->headers_out; mod_http2 checks
+ * its Sec-WebSocket-Accept against the key it made up and answers the
+ * client's extended CONNECT with :status 200. */
+static void ws_answer_h2(websocket_conn *wc)
+{
+    request_rec *r = wc->r;
+
+    apr_table_overlap(r->headers_out,
+                      ws_handshake_headers(r, wc->family, wc->host,
+                                           wc->subprotocol),
+                      APR_OVERLAP_TABLES_SET);
+    ap_send_interim_response(r, 1);
+    wc->h2_body_eos = 1;
 }
 
 int ws_conn_start(websocket_conn *wc)
@@ -1273,6 +1302,12 @@ int ws_conn_start(websocket_conn *wc)
     apr_size_t len;
     const char *answer;
 
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    r->status_line = NULL;
+    if (c->master != NULL) {
+        /* before the request's filters are bypassed below */
+        ws_answer_h2(wc);
+    }
     /* From now on the answer is ours, written on the connection; the
      * request's own filters must not add an HTTP response. */
     r->output_filters = r->proto_output_filters = c->output_filters;
@@ -1280,9 +1315,7 @@ int ws_conn_start(websocket_conn *wc)
     /* The module keeps its own timeouts; mod_reqtimeout's body rate would
      * cut an open WebSocket. */
     ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
-    r->status = HTTP_SWITCHING_PROTOCOLS;
-    r->status_line = NULL;
-    if (wc->state != WS_CONN_KEY3) {
+    if (wc->state != WS_CONN_KEY3 && c->master == NULL) {
         answer = ws_handshake_answer(r, wc->family, wc->host,
                                      wc->subprotocol, NULL, &len);
         ws_on_write(wc, answer, len);
