@@ -803,6 +803,13 @@ static void ws_conn_read(websocket_conn *wc)
         if (APR_STATUS_IS_EAGAIN(rv)) {
             return;
         }
+        if (APR_STATUS_IS_EOF(rv)
+            && ws_session_state(wc->session) == WS_SESSION_CLOSED) {
+            /* The client's end of input right after its close frame (an
+             * HTTP/2 client ends its stream with it): our answer to the
+             * close still goes out. */
+            return;
+        }
         if (rv != APR_SUCCESS) {
             ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, wc->c, "websocket: "
                           "%s: the client went away", wc->uri);
