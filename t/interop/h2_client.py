@@ -67,10 +67,10 @@ def connect(args, fresh=False):
 def warm_up(c):
     """mod_http2 runs at most 6 streams of a new connection at once and
     raises that (doubling) when a stream completes at least 100 ms after
-    the last change: a few quick requests make room for more WebSockets
-    (two would do; the third in case one was not counted)."""
+    the last change: a few requests make room for more WebSockets (one
+    would do for 8; not every completion is counted)."""
     for _ in range(3):
-        time.sleep(0.15)
+        time.sleep(0.25)
         c.get("/")
 
 
