@@ -998,3 +998,192 @@ sub read_until_close {
         push @before, $f;
     }
 }
+
+# ----------------------------------------------------------------------
+# --- event loop helpers (t/event_loop.t, t/event_retire.t, t/prefork.t) ---
+# Many connections at once, descriptor limits, threads and processes.
+
+push @EXPORT_OK, qw(raise_nofile nofile_limits tid_pid thread_count
+                    unused_port);
+
+# (soft, hard) RLIMIT_NOFILE of $pid (default: this process), from
+# /proc/<pid>/limits; "unlimited" is returned as 1e9.  () if unreadable.
+sub nofile_limits {
+    my $pid = shift || 'self';
+    open my $fh, '<', "/proc/$pid/limits" or return;
+    while (<$fh>) {
+        next unless /^Max open files\s+(\S+)\s+(\S+)/;
+        return map { $_ eq 'unlimited' ? 1e9 : $_ } $1, $2;
+    }
+    return;
+}
+
+# raise_nofile($want, $pid): raises the soft RLIMIT_NOFILE of $pid
+# (default this process) to $want, or to its hard limit if that is lower,
+# with prlimit(1).  Returns the soft limit in force afterwards.
+sub raise_nofile {
+    my ($want, $pid) = @_;
+    $pid ||= $$;
+    my ($soft, $hard) = nofile_limits($pid) or return 0;
+    return $soft if $soft >= $want;
+    my $new = $want < $hard ? $want : $hard;
+    system 'prlimit', "--pid=$pid", "--nofile=$new:$hard";
+    ($soft) = nofile_limits($pid);
+    return $soft || 0;
+}
+
+# the process (thread group) a Linux thread id belongs to, or undef
+sub tid_pid {
+    my $tid = shift;
+    return undef unless defined $tid && $tid =~ /^\d+$/;
+    open my $fh, '<', "/proc/$tid/status" or return undef;
+    while (<$fh>) { return $1 if /^Tgid:\s+(\d+)/ }
+    return undef;
+}
+
+# number of threads of $pid, or undef
+sub thread_count {
+    my $pid = shift;
+    opendir my $d, "/proc/$pid/task" or return undef;
+    return scalar grep { /^\d+$/ } readdir $d;
+}
+
+# a TCP port on 127.0.0.1 nothing listens on (at the time of the call)
+sub unused_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, Proto => 'tcp',
+                                  ReuseAddr => 1)
+        or croak "cannot find a free port: $!";
+    my $port = $s->sockport;
+    CORE::close $s;
+    return $port;
+}
+
+# $c->roundtrip($bytes, $timeout): sends one masked text frame and returns
+# the payload of the next message (undef on EOF/timeout).
+sub roundtrip {
+    my ($self, $bytes, $timeout) = @_;
+    $self->send(ws_text($bytes)) or return undef;
+    my $m = $self->read_ws_message($timeout) or return undef;
+    return $m->{payload};
+}
+
+# WSTest->open_many($n, %opt): opens $n RFC 6455 WebSockets concurrently
+# (non-blocking connects and handshakes, at most `window` in progress, 100
+# by default) and keeps them all open.  Options: path (/echo), host,
+# port, vhost (plain connections only), timeout (for the whole batch,
+# default 60 s).  Returns (\@connections, \@errors): the connections that
+# got a valid 101 (ordinary WSTest connections, blocking again) and one
+# text per connection that did not.
+sub open_many {
+    my ($class, $n, %o) = @_;
+    croak 'open_many: no TLS' if $o{ssl};
+    my ($host, $port) = server_hostport($o{vhost});
+    $host = $o{host} if defined $o{host};
+    $port = $o{port} if defined $o{port};
+    my $path = $o{path} || '/echo';
+    my $window = $o{window} || 100;
+    my $deadline = Time::HiRes::time() + ($o{timeout} || 60);
+    my $addr = Socket::inet_aton($host)
+        or croak "open_many: cannot resolve $host";
+    my $peer = Socket::pack_sockaddr_in($port, $addr);
+
+    my (@done, @errors, %busy);        # %busy: fileno => state
+    my $rsel = IO::Select->new;
+    my $wsel = IO::Select->new;
+    my $started = 0;
+    my $fail = sub {
+        my ($st, $why) = @_;
+        $rsel->remove($st->{sock});
+        $wsel->remove($st->{sock});
+        delete $busy{ fileno $st->{sock} };
+        CORE::close $st->{sock};
+        push @errors, $why;
+    };
+    local $SIG{PIPE} = 'IGNORE';
+    while (@done + @errors < $n) {
+        while ($started < $n && keys %busy < $window) {
+            $started++;
+            my $sock = IO::Socket::INET->new(Proto => 'tcp');
+            unless ($sock) {
+                push @errors, "socket: $!";
+                next;
+            }
+            $sock->blocking(0);
+            if (!CORE::connect($sock, $peer) && !$!{EINPROGRESS}) {
+                push @errors, "connect: $!";
+                CORE::close $sock;
+                next;
+            }
+            my ($req, $used) = rfc6455_request(host => "$host:$port",
+                                               path => $path);
+            $busy{ fileno $sock } = { sock => $sock, out => $req,
+                                      accept => $used->{accept}, in => '' };
+            $wsel->add($sock);
+        }
+        my $left = $deadline - Time::HiRes::time();
+        last if $left <= 0;
+        my ($r, $w) = IO::Select->select($rsel, $wsel, undef,
+                                         $left < 0.5 ? $left : 0.5);
+        for my $sock (@{ $w || [] }) {
+            my $st = $busy{ fileno $sock } or next;
+            my $err = getsockopt($sock, Socket::SOL_SOCKET(),
+                                 Socket::SO_ERROR());
+            $err = $err ? unpack('i', $err) : 0;
+            if ($err) {
+                local $! = $err;
+                $fail->($st, "connect: $!");
+                next;
+            }
+            my $k = syswrite $sock, $st->{out};
+            if (!defined $k) {
+                $fail->($st, "write: $!") unless $!{EAGAIN} || $!{EINTR};
+                next;
+            }
+            substr $st->{out}, 0, $k, '';
+            next if length $st->{out};
+            $wsel->remove($sock);
+            $rsel->add($sock);
+        }
+        for my $sock (@{ $r || [] }) {
+            my $st = $busy{ fileno $sock } or next;
+            my $k = sysread $sock, $st->{in}, 4096, length $st->{in};
+            if (!defined $k) {
+                $fail->($st, "read: $!") unless $!{EAGAIN} || $!{EINTR};
+                next;
+            }
+            if ($k == 0) {
+                $fail->($st, 'EOF before the response: '
+                             . hexdump($st->{in}, 200));
+                next;
+            }
+            my $i = index $st->{in}, "\r\n\r\n";
+            next if $i < 0;
+            my $head = substr $st->{in}, 0, $i + 4, '';
+            my $res = parse_head($head);
+            my $acc = $res ? header($res, 'Sec-WebSocket-Accept') : undef;
+            unless ($res && $res->{status} == 101 && defined $acc
+                    && $acc eq $st->{accept}) {
+                $fail->($st, 'no valid 101: ' . hexdump($head, 200));
+                next;
+            }
+            $rsel->remove($sock);
+            delete $busy{ fileno $sock };
+            $sock->blocking(1);
+            setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
+            push @done, bless {
+                sock => $sock, buf => $st->{in}, host => $host,
+                port => $port, ssl => 0, eof => 0, timed_out => 0,
+            }, $class;
+        }
+    }
+    for my $st (values %busy) {
+        $fail->($st, length $st->{out} ? 'timed out connecting'
+                                       : 'timed out waiting for the 101');
+    }
+    push @errors, 'not started' for $started + 1 .. $n;
+    return (\@done, \@errors);
+}
+
+1;
+# --- end event loop helpers ---
