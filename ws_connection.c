@@ -1294,9 +1294,15 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ws_child_register(lc);
+    /* Our own reference: the loop's is let go by a posted task, which may
+     * run in the same turn that ends the connection. */
+    ws_conn_retain(wc);
     ws_conn_adopt(wc, lc);
     while (wc->state != WS_CONN_DONE) {
         ws_loop_turn(lc->loop, WS_STOP_CHECK);
+        if (wc->state == WS_CONN_DONE) {
+            break;
+        }
         if (ws_mpm_stopping()) {
             ws_conn_going_away(wc);
         }
@@ -1308,6 +1314,7 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
     ws_child_unregister(lc);
     /* What was posted before the loop left the registry still runs. */
     ws_loop_turn(lc->loop, 0);
+    ws_conn_release(wc);
     return OK;
 }
 
