@@ -39,6 +39,11 @@ static apr_array_header_t *ws_locations;
 #define WS_DEFAULT_HANDSHAKE_TIMEOUT apr_time_from_sec(10)
 #define WS_DEFAULT_IDLE_TIMEOUT      apr_time_from_sec(600)
 #define WS_DEFAULT_CLOSE_TIMEOUT     apr_time_from_sec(5)
+#define WS_DEFAULT_COMPRESSION_LEVEL       6
+#define WS_DEFAULT_COMPRESSION_WINDOW_BITS 15
+#define WS_DEFAULT_COMPRESSION_MEM_LEVEL   8
+/* The permessage-deflate answer, from the handler to the 101. */
+#define WS_NOTE_EXTENSIONS "websocket-extensions"
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -57,6 +62,11 @@ static void *ws_create_dir_conf(apr_pool_t *p, char *dir)
     conf->idle_timeout = -1;
     conf->ping_interval = -1;
     conf->close_timeout = -1;
+    conf->compression = -1;
+    conf->compression_level = -1;
+    conf->compression_window_bits = -1;
+    conf->compression_mem_level = -1;
+    conf->compression_no_context = -1;
     return conf;
 }
 
@@ -82,6 +92,11 @@ static void *ws_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     WS_MERGE(idle_timeout, -1);
     WS_MERGE(ping_interval, -1);
     WS_MERGE(close_timeout, -1);
+    WS_MERGE(compression, -1);
+    WS_MERGE(compression_level, -1);
+    WS_MERGE(compression_window_bits, -1);
+    WS_MERGE(compression_mem_level, -1);
+    WS_MERGE(compression_no_context, -1);
     return conf;
 }
 
@@ -103,6 +118,12 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     WS_DEFAULT(idle_timeout, -1, WS_DEFAULT_IDLE_TIMEOUT);
     WS_DEFAULT(ping_interval, -1, 0);
     WS_DEFAULT(close_timeout, -1, WS_DEFAULT_CLOSE_TIMEOUT);
+    WS_DEFAULT(compression, -1, 1);
+    WS_DEFAULT(compression_level, -1, WS_DEFAULT_COMPRESSION_LEVEL);
+    WS_DEFAULT(compression_window_bits, -1,
+               WS_DEFAULT_COMPRESSION_WINDOW_BITS);
+    WS_DEFAULT(compression_mem_level, -1, WS_DEFAULT_COMPRESSION_MEM_LEVEL);
+    WS_DEFAULT(compression_no_context, -1, 0);
     return conf;
 }
 
@@ -419,6 +440,46 @@ static const char *ws_cmd_option(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/* On|Off into the int field at cmd->info. */
+static const char *ws_cmd_flag(cmd_parms *cmd, void *dconf, int on)
+{
+    *(int *)((char *)dconf + (apr_size_t)cmd->info) = on != 0;
+    return NULL;
+}
+
+/* A whole number from min to max into the int field at cmd->info. */
+static const char *ws_cmd_int_range(cmd_parms *cmd, void *dconf,
+                                    const char *arg, int min, int max)
+{
+    char *end;
+    long n = strtol(arg, &end, 10);
+
+    if (end == arg || *end != '\0' || n < min || n > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %d "
+                            "to %d", cmd->cmd->name, arg, min, max);
+    }
+    *(int *)((char *)dconf + (apr_size_t)cmd->info) = (int)n;
+    return NULL;
+}
+
+static const char *ws_cmd_compression_level(cmd_parms *cmd, void *dconf,
+                                            const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 0, 9);
+}
+
+static const char *ws_cmd_compression_window(cmd_parms *cmd, void *dconf,
+                                             const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 8, 15);
+}
+
+static const char *ws_cmd_compression_mem(cmd_parms *cmd, void *dconf,
+                                          const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 1, 9);
+}
+
 #define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
 
 static const command_rec ws_cmds[] = {
@@ -466,6 +527,29 @@ static const command_rec ws_cmds[] = {
                   WS_FIELD(close_timeout), OR_FILEINFO,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
+    AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,
+                 WS_FIELD(compression), OR_FILEINFO,
+                 "On (default): accept a client's permessage-deflate "
+                 "(RFC 7692) offer; Off: negotiate no compression"),
+    AP_INIT_TAKE1("WebSocketCompressionLevel", ws_cmd_compression_level,
+                  WS_FIELD(compression_level), OR_FILEINFO,
+                  "zlib level of the messages the server sends, 1-9; 0: "
+                  "send uncompressed, accept compressed (default 6)"),
+    AP_INIT_TAKE1("WebSocketCompressionMaxWindowBits",
+                  ws_cmd_compression_window,
+                  WS_FIELD(compression_window_bits), OR_FILEINFO,
+                  "largest LZ77 window, 8-15 bits, of the server's "
+                  "compressor and of the client's where it lets the "
+                  "server choose (default 15)"),
+    AP_INIT_TAKE1("WebSocketCompressionMemLevel", ws_cmd_compression_mem,
+                  WS_FIELD(compression_mem_level), OR_FILEINFO,
+                  "zlib memLevel of the server's compressor, 1-9 "
+                  "(default 8)"),
+    AP_INIT_FLAG("WebSocketCompressionNoContextTakeover", ws_cmd_flag,
+                 WS_FIELD(compression_no_context), OR_FILEINFO,
+                 "On: ask for server_ and client_no_context_takeover, so "
+                 "that no zlib memory is kept between messages (default "
+                 "Off)"),
     {NULL}
 };
 
@@ -710,6 +794,10 @@ apr_table_t *ws_handshake_headers(request_rec *r, int family,
         apr_table_setn(h, "Upgrade", "websocket");
         apr_table_setn(h, "Connection", "Upgrade");
         apr_table_set(h, "Sec-WebSocket-Accept", accept);
+        if (apr_table_get(r->notes, WS_NOTE_EXTENSIONS) != NULL) {
+            apr_table_setn(h, "Sec-WebSocket-Extensions",
+                           apr_table_get(r->notes, WS_NOTE_EXTENSIONS));
+        }
         break;
     }
     if (subprotocol != NULL) {
@@ -771,6 +859,36 @@ const char *ws_handshake_answer(request_rec *r, int family, const char *host,
     ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + head_len);
     *len += 16;
     return out;
+}
+
+/* permessage-deflate (RFC 6455 only, when WebSocketCompression is on):
+ * a copy of conf carrying what was negotiated; the answer goes to the
+ * 101 through r->notes. */
+static const ws_dir_conf *ws_negotiate_compression(request_rec *r,
+                                                   const ws_dir_conf *conf)
+{
+    ws_dir_conf *copy;
+    ws_deflate_config dc;
+    const char *answer;
+
+    if (!conf->compression) {
+        return conf;
+    }
+    copy = apr_pmemdup(r->pool, conf, sizeof(*copy));
+    dc.level = conf->compression_level;
+    dc.max_window_bits = conf->compression_window_bits;
+    dc.mem_level = conf->compression_mem_level;
+    dc.no_context_takeover = conf->compression_no_context;
+    answer = ws_deflate_negotiate(r->pool, apr_table_get(
+                                      r->headers_in,
+                                      "Sec-WebSocket-Extensions"),
+                                  &dc, &copy->deflate);
+    if (answer != NULL) {
+        apr_table_setn(r->notes, WS_NOTE_EXTENSIONS, answer);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "websocket: %s: "
+                      "Sec-WebSocket-Extensions: %s", r->uri, answer);
+    }
+    return copy;
 }
 
 /* Let the plugin accept or refuse; OK or the status to answer with. */
@@ -839,6 +957,9 @@ static int ws_handler(request_rec *r)
                                                        "Origin"), host);
     if (problem != NULL) {
         return ws_refuse(r, HTTP_FORBIDDEN, APLOG_ERR, problem);
+    }
+    if (proto == WS_PROTO_RFC6455) {
+        conf = ws_negotiate_compression(r, conf);
     }
 
     rv = ws_conn_create(r, conf, proto, host,

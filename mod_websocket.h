@@ -56,6 +56,15 @@ typedef struct ws_dir_conf {
     apr_interval_time_t idle_timeout;      /* 0: none */
     apr_interval_time_t ping_interval;     /* 0: no pings */
     apr_interval_time_t close_timeout;
+    /* permessage-deflate (WebSocketCompression*; -1: not set here) */
+    int compression;                       /* 1 on, 0 off */
+    int compression_level;                 /* 0-9 */
+    int compression_window_bits;           /* 8-15 */
+    int compression_mem_level;             /* 1-9 */
+    int compression_no_context;            /* 1: ask for no takeover */
+    /* what the handler negotiated for the request (set on its resolved
+     * copy only; enabled 0: none) */
+    ws_deflate_params deflate;
 } ws_dir_conf;
 
 /* Server-wide settings (main server only). */

@@ -1020,6 +1020,7 @@ apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
     sc.max_message = (apr_uint64_t)conf->max_message;
     sc.fragment_size = (apr_size_t)conf->fragment_size;
     sc.stream = wc->loc->plugin->on_fragment != NULL;
+    sc.deflate = conf->deflate;     /* permessage-deflate, if negotiated */
     wc->session = ws_session_create(c->pool, proto, &sc, &ws_session_cbs, wc);
     *out = wc;
     return APR_SUCCESS;

@@ -334,6 +334,7 @@ static void rec_open(recorder *r, apr_pool_t *p, const setup *su)
     ws_session_config cfg;
 
     memset(r, 0, sizeof(*r));
+    memset(&cfg, 0, sizeof(cfg));
     r->setup = su;
     cfg.max_message = su->max_message;
     cfg.fragment_size = su->fragment_size;
@@ -1655,7 +1656,9 @@ static void test_hixie_send(void)
 
 static void test_create(void)
 {
-    ws_session_config cfg = { 0, 0, 0 };
+    ws_session_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
 
     CHECK(ws_session_create(root, WS_PROTO_NONE, &cfg, &callbacks, NULL)
           == NULL);
