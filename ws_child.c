@@ -16,7 +16,7 @@
 #include "ap_mpm.h"
 #include "scoreboard.h"
 #include "mpm_common.h"
-#include "apr_atomic.h"
+#include "ws_atomic.h"
 #include "apr_thread_proc.h"
 
 #include "ws_conn_private.h"
@@ -60,8 +60,8 @@ static ws_loop_ctx *ws_pick_loop(void)
     int i;
 
     for (i = 1; i < ws_child.n_shared; i++) {
-        if (apr_atomic_read32(&ws_child.shared[i].count)
-            < apr_atomic_read32(&best->count)) {
+        if (ws_atomic_read32(&ws_child.shared[i].count)
+            < ws_atomic_read32(&best->count)) {
             best = &ws_child.shared[i];
         }
     }
@@ -245,7 +245,7 @@ static void ws_shared_release(void *data)
     ws_shared *sh = (ws_shared *)((char *)data
                                   - APR_OFFSETOF(ws_shared, data));
 
-    if (apr_atomic_dec32(&sh->refs) == 0) {
+    if (ws_atomic_dec32(&sh->refs) == 0) {
         free(sh);
     }
 }
@@ -254,7 +254,7 @@ static void *ws_shared_ref(void *arg)
 {
     ws_shared *sh = arg;
 
-    apr_atomic_inc32(&sh->refs);
+    ws_atomic_inc32(&sh->refs);
     return sh;
 }
 
@@ -270,13 +270,13 @@ static void ws_deliver(ws_loop_ctx *lc, void *arg)
         if (wc->loc != sh->loc) {
             continue;
         }
-        apr_atomic_inc32(&sh->refs);
+        ws_atomic_inc32(&sh->refs);
         if (ws_conn_send_shared(wc, sh->type, sh->data, sh->len,
                                 ws_shared_release)) {
             ws_conn_kick(wc);
         }
         else {
-            apr_atomic_dec32(&sh->refs);   /* never the last: we hold one */
+            ws_atomic_dec32(&sh->refs);   /* never the last: we hold one */
         }
     }
     ws_shared_release(sh->data);
@@ -303,7 +303,7 @@ int ws_conn_broadcast(websocket_conn *wc, int type, const char *data,
     ws_post_everywhere(ws_deliver, ws_shared_ref, sh);
     apr_thread_mutex_unlock(ws_child.mutex);
     ws_shared_release(sh->data);
-    return (int)apr_atomic_read32(&wc->loc->open);
+    return (int)ws_atomic_read32(&wc->loc->open);
 }
 
 /* ------------------------------------------------------------------ */

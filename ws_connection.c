@@ -29,7 +29,7 @@
 #include "ap_mpm.h"
 #include "scoreboard.h"
 #include "mpm_common.h"
-#include "apr_atomic.h"
+#include "ws_atomic.h"
 #include "apr_strings.h"
 #include "apr_thread_proc.h"
 
@@ -67,15 +67,6 @@ extern module AP_MODULE_DECLARE_DATA websocket_module;
 
 /* A metadata bucket that makes mod_ssl's coalescing filter pass small
  * writes on at once, without the blocking a FLUSH bucket would cause. */
-static const apr_bucket_type_t ws_bucket_type_push = {
-    "WS_PUSH", 5, APR_BUCKET_METADATA,
-    apr_bucket_destroy_noop,
-    NULL,   /* read: set below */
-    apr_bucket_setaside_noop,
-    apr_bucket_split_notimpl,
-    apr_bucket_simple_copy
-};
-
 static apr_status_t ws_push_read(apr_bucket *b, const char **str,
                                  apr_size_t *len, apr_read_type_e block)
 {
@@ -86,28 +77,32 @@ static apr_status_t ws_push_read(apr_bucket *b, const char **str,
     return APR_SUCCESS;
 }
 
+static const apr_bucket_type_t ws_bucket_type_push = {
+    "WS_PUSH", 5, APR_BUCKET_METADATA,
+    apr_bucket_destroy_noop,
+    ws_push_read,
+    apr_bucket_setaside_noop,
+    apr_bucket_split_notimpl,
+    apr_bucket_simple_copy
+};
+
 static apr_bucket *ws_push_bucket(apr_bucket_alloc_t *list)
 {
-    static apr_bucket_type_t type;
     apr_bucket *b = apr_bucket_alloc(sizeof(*b), list);
 
-    if (type.name == NULL) {
-        type = ws_bucket_type_push;
-        type.read = ws_push_read;
-    }
     APR_BUCKET_INIT(b);
     b->free = apr_bucket_free;
     b->list = list;
     b->length = 0;
     b->start = 0;
     b->data = NULL;
-    b->type = &type;
+    b->type = &ws_bucket_type_push;
     return b;
 }
 
 static void ws_out_account(websocket_conn *wc, apr_off_t delta)
 {
-    apr_atomic_add64(&wc->out_bytes, (apr_uint64_t)delta);
+    ws_atomic_add64(&wc->out_bytes, (apr_uint64_t)delta);
 }
 
 static int ws_output_pending(const websocket_conn *wc)
@@ -139,7 +134,7 @@ static void ws_out_discard(websocket_conn *wc)
     wc->wbuf = NULL;
     wc->wbuf_len = wc->wbuf_cap = 0;
     apr_brigade_cleanup(wc->obb);
-    apr_atomic_set64(&wc->out_bytes, 0);
+    ws_atomic_set64(&wc->out_bytes, 0);
 }
 
 static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
@@ -267,8 +262,8 @@ static int ws_on_write(void *baton, const char *data, apr_size_t len)
 
 apr_size_t ws_conn_pending(const websocket_conn *wc)
 {
-    return (apr_size_t)(apr_atomic_read64((apr_uint64_t *)&wc->queued)
-                        + apr_atomic_read64((apr_uint64_t *)&wc->out_bytes));
+    return (apr_size_t)(ws_atomic_read64(&wc->queued)
+                        + ws_atomic_read64(&wc->out_bytes));
 }
 
 /* High- and low-water marks of a connection's output. */
@@ -513,17 +508,17 @@ int ws_conn_on_loop(const websocket_conn *wc)
 
 int ws_conn_is_gone(const websocket_conn *wc)
 {
-    return apr_atomic_read32((apr_uint32_t *)&wc->gone) != 0;
+    return ws_atomic_read32(&wc->gone) != 0;
 }
 
 void ws_conn_retain(websocket_conn *wc)
 {
-    apr_atomic_inc32(&wc->refs);
+    ws_atomic_inc32(&wc->refs);
 }
 
 void ws_conn_release(websocket_conn *wc)
 {
-    if (apr_atomic_dec32(&wc->refs) == 0) {
+    if (ws_atomic_dec32(&wc->refs) == 0) {
         free(wc->wbuf);
         free(wc->subprotocol);
         free(wc);
@@ -1028,7 +1023,7 @@ apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
 
 void ws_conn_abandon(websocket_conn *wc)
 {
-    apr_atomic_set32(&wc->gone, 1);
+    ws_atomic_set32(&wc->gone, 1);
     ws_conn_release(wc);
 }
 
@@ -1068,7 +1063,7 @@ static void ws_conn_open(websocket_conn *wc)
     wc->state = WS_CONN_OPEN;
     wc->opened = 1;
     wc->last_rx = apr_time_now();
-    apr_atomic_inc32(&wc->loc->open);
+    ws_atomic_inc32(&wc->loc->open);
     if (plugin->on_open != NULL) {
         plugin->on_open(&ws_server_api, wc);
     }
@@ -1097,11 +1092,11 @@ static void ws_conn_end(websocket_conn *wc)
 {
     websocket_plugin *plugin = wc->loc->plugin;
 
-    apr_atomic_set32(&wc->gone, 1);
+    ws_atomic_set32(&wc->gone, 1);
     wc->state = WS_CONN_DRAINING;
     wc->deadline = apr_time_now() + wc->conf.close_timeout;
     if (wc->opened) {
-        apr_atomic_dec32(&wc->loc->open);
+        ws_atomic_dec32(&wc->loc->open);
         ws_log_end(wc);
     }
     ws_api_end_timers_and_watches(wc);
@@ -1146,7 +1141,7 @@ static void ws_conn_unlink_task(void *baton)
     websocket_conn *wc = baton;
 
     APR_RING_REMOVE(wc, link);
-    apr_atomic_dec32(&wc->lc->count);
+    ws_atomic_dec32(&wc->lc->count);
     ws_conn_release(wc);
 }
 
@@ -1248,7 +1243,7 @@ void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc)
     wc->lc = lc;
     wc->adopted = apr_time_now();
     APR_RING_INSERT_TAIL(&lc->conns, wc, websocket_conn, link);
-    apr_atomic_inc32(&lc->count);
+    ws_atomic_inc32(&lc->count);
     if (wc->state == WS_CONN_KEY3) {
         wc->deadline = apr_time_now() + wc->conf.handshake_timeout;
     }

@@ -41,6 +41,19 @@ struct ws_loop {
     ws_posted *head, *tail;
 };
 
+/* The loop's thread is set once, by that thread, before it runs
+ * anything, and read by every thread that posts (so, atomically). */
+static void ws_loop_set_thread(ws_loop *loop)
+{
+    apr_os_thread_t self = apr_os_thread_current();
+
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_store(&loop->thread, &self, __ATOMIC_RELEASE);
+#else
+    loop->thread = self;
+#endif
+}
+
 apr_status_t ws_loop_create(ws_loop **out, apr_pool_t *p)
 {
     ws_loop *loop = apr_pcalloc(p, sizeof(*loop));
@@ -55,14 +68,21 @@ apr_status_t ws_loop_create(ws_loop **out, apr_pool_t *p)
     if (rv != APR_SUCCESS) {
         return rv;
     }
-    loop->thread = apr_os_thread_current();
+    ws_loop_set_thread(loop);
     *out = loop;
     return APR_SUCCESS;
 }
 
 int ws_loop_is_current(const ws_loop *loop)
 {
-    return apr_os_thread_equal(loop->thread, apr_os_thread_current());
+    apr_os_thread_t thread;
+
+#if defined(__GNUC__) || defined(__clang__)
+    __atomic_load(&loop->thread, &thread, __ATOMIC_ACQUIRE);
+#else
+    thread = loop->thread;
+#endif
+    return apr_os_thread_equal(thread, apr_os_thread_current());
 }
 
 /* ------------------------------------------------------------------ */
@@ -251,7 +271,6 @@ void ws_loop_turn(ws_loop *loop, apr_interval_time_t max_wait)
     apr_interval_time_t wait = max_wait;
     apr_status_t rv;
 
-    loop->thread = apr_os_thread_current();
     if (loop->count > 0) {
         apr_interval_time_t due = loop->heap[1]->when - apr_time_now();
 
@@ -279,7 +298,7 @@ void ws_loop_turn(ws_loop *loop, apr_interval_time_t max_wait)
 
 void ws_loop_run(ws_loop *loop)
 {
-    loop->thread = apr_os_thread_current();
+    ws_loop_set_thread(loop);
     while (!loop->stopping) {
         ws_loop_turn(loop, -1);
     }

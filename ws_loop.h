@@ -36,14 +36,15 @@ typedef struct ws_watch {
     void *baton;
 } ws_watch;
 
-/* A loop whose memory comes from p. */
+/* A loop whose memory comes from p, run by the calling thread (or, with
+ * ws_loop_run, by the thread that runs it). */
 apr_status_t ws_loop_create(ws_loop **loop, apr_pool_t *p);
 
 /* Run until ws_loop_stop; the calling thread becomes the loop's. */
 void ws_loop_run(ws_loop *loop);
 /* Wait at most max_wait (or until the next timer), then run what is due:
  * ready descriptors, posted functions, expired timers.  For a loop
- * driven by a caller's own thread. */
+ * driven by the thread that created it. */
 void ws_loop_turn(ws_loop *loop, apr_interval_time_t max_wait);
 /* ws_loop_run returns after the current turn.  Loop thread. */
 void ws_loop_stop(ws_loop *loop);
