@@ -54,6 +54,24 @@ static void ws_loop_set_thread(ws_loop *loop)
 #endif
 }
 
+/* The heap and the inbox are malloc'd: they go with the pool.  What is
+ * still posted is dropped, unrun. */
+static apr_status_t ws_loop_cleanup(void *baton)
+{
+    ws_loop *loop = baton;
+
+    while (loop->head != NULL) {
+        ws_posted *next = loop->head->next;
+
+        free(loop->head);
+        loop->head = next;
+    }
+    free(loop->heap);
+    loop->heap = NULL;
+    loop->count = loop->cap = 0;
+    return APR_SUCCESS;
+}
+
 apr_status_t ws_loop_create(ws_loop **out, apr_pool_t *p)
 {
     ws_loop *loop = apr_pcalloc(p, sizeof(*loop));
@@ -69,6 +87,8 @@ apr_status_t ws_loop_create(ws_loop **out, apr_pool_t *p)
         return rv;
     }
     ws_loop_set_thread(loop);
+    apr_pool_cleanup_register(p, loop, ws_loop_cleanup,
+                              apr_pool_cleanup_null);
     *out = loop;
     return APR_SUCCESS;
 }
@@ -273,6 +293,10 @@ void ws_loop_turn(ws_loop *loop, apr_interval_time_t max_wait)
 
     if (loop->count > 0) {
         apr_interval_time_t due = loop->heap[1]->when - apr_time_now();
+
+        /* a pollset waits whole milliseconds, rounded down: round up, or
+         * the last part of the wait is a busy loop of empty turns */
+        due = due > 0 ? (due + 999) / 1000 * 1000 : 0;
 
         wait = due < 0 ? 0 : (due < wait || wait < 0 ? due : wait);
     }

@@ -5,7 +5,9 @@
  * or httpd; ws_connection.c builds the connection driver on it.
  *
  * Threads: everything here is for the loop's own thread, except
- * ws_loop_post (any thread) and ws_loop_wakeup.
+ * ws_loop_post and ws_loop_is_current (any thread).  A watch switched off
+ * during a turn may still be looked at later in that turn: free it from a
+ * posted function (which runs after the turn's ready descriptors).
  */
 #ifndef WS_LOOP_H
 #define WS_LOOP_H
