@@ -323,46 +323,54 @@ static const char *ws_cmd_option(cmd_parms *cmd, void *dconf,
 
 #define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
 
+/* Where every directive is allowed: the server, virtual hosts and
+ * <Directory>/<Location>, never .htaccess (httpd answers such a file with
+ * "not allowed here" and 500).  WebSocketHandler loads code into httpd and
+ * WebSocketOption configures that code; the others size memory, worker
+ * time or the access policy of the location that code serves.  In
+ * .htaccess they would also live in the request's pool only. */
+#define WS_CONF (ACCESS_CONF | RSRC_CONF)
+
 static const command_rec ws_cmds[] = {
-    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, OR_FILEINFO,
+    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, WS_CONF,
                   "the plugin (a shared object) and its init function"),
-    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, OR_FILEINFO,
+    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, WS_CONF,
                   "a setting for the plugin: name and value"),
-    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL,
-                    OR_FILEINFO, "protocol families served: rfc6455, "
-                    "hixie76, hixie75 (default: all three)"),
-    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL,
-                  OR_FILEINFO, "Same (default), Trusted or Off"),
+    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL, WS_CONF,
+                    "protocol families served: rfc6455, hixie76, hixie75 "
+                    "(default: all three)"),
+    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL, WS_CONF,
+                  "Same (default), Trusted or Off"),
     AP_INIT_ITERATE("WebSocketTrustedOrigin", ws_cmd_trusted_origin, NULL,
-                    OR_FILEINFO, "origins accepted with "
-                    "WebSocketOriginCheck Trusted, e.g. https://example.com"),
+                    WS_CONF, "origins accepted with WebSocketOriginCheck "
+                    "Trusted, e.g. https://example.com"),
     AP_INIT_TAKE1("WebSocketMaxMessageSize", ws_cmd_size,
-                  WS_FIELD(max_message), OR_FILEINFO,
+                  WS_FIELD(max_message), WS_CONF,
                   "largest frame or message accepted, bytes (K/M/G "
                   "suffix allowed; 0: no limit; default 16M)"),
     AP_INIT_TAKE1("WebSocketFragmentSize", ws_cmd_size,
-                  WS_FIELD(fragment_size), OR_FILEINFO,
+                  WS_FIELD(fragment_size), WS_CONF,
                   "messages sent are split into frames of this size "
                   "(0: never, the default)"),
     AP_INIT_TAKE1("WebSocketMaxPendingBytes", ws_cmd_size,
-                  WS_FIELD(max_pending), OR_FILEINFO,
+                  WS_FIELD(max_pending), WS_CONF,
                   "bytes other threads may queue for one connection "
                   "before it is closed with 1008 (default 4M)"),
     AP_INIT_TAKE1("WebSocketHandshakeTimeout", ws_cmd_seconds,
-                  WS_FIELD(handshake_timeout), OR_FILEINFO,
+                  WS_FIELD(handshake_timeout), WS_CONF,
                   "seconds to wait for the hixie-76 key bytes "
                   "(default 10)"),
     AP_INIT_TAKE1("WebSocketIdleTimeout", ws_cmd_seconds,
-                  WS_FIELD(idle_timeout), OR_FILEINFO,
+                  WS_FIELD(idle_timeout), WS_CONF,
                   "seconds without a byte from the client before the "
                   "connection is closed with 1001 (0: never; default 600)"),
     AP_INIT_TAKE1("WebSocketPingInterval", ws_cmd_seconds,
-                  WS_FIELD(ping_interval), OR_FILEINFO,
+                  WS_FIELD(ping_interval), WS_CONF,
                   "seconds of client silence before the server pings; "
                   "no answer within as long again closes (0: off, the "
                   "default)"),
     AP_INIT_TAKE1("WebSocketCloseTimeout", ws_cmd_seconds,
-                  WS_FIELD(close_timeout), OR_FILEINFO,
+                  WS_FIELD(close_timeout), WS_CONF,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
     {NULL}
