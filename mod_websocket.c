@@ -17,6 +17,8 @@
 #include "apr_lib.h"
 #include "apr_uri.h"
 
+#include <errno.h>
+
 #include "mod_websocket.h"
 
 module AP_MODULE_DECLARE_DATA websocket_module;
@@ -189,28 +191,41 @@ static const char *ws_cmd_handler(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
-/* Parse a size with an optional K/M/G suffix into *out (>= 0). */
+/* The largest size a directive takes: it must fit the apr_int64_t of the
+ * configuration and the apr_size_t it becomes for a connection. */
+#define WS_SIZE_MAX ((apr_uint64_t)APR_SIZE_MAX < (apr_uint64_t)APR_INT64_MAX \
+                     ? (apr_int64_t)APR_SIZE_MAX : APR_INT64_MAX)
+
+/* Parse a size with an optional K/M/G suffix into *out (0 to
+ * WS_SIZE_MAX). */
 static const char *ws_parse_size(cmd_parms *cmd, const char *arg,
                                  apr_int64_t *out)
 {
     char *end;
-    apr_int64_t value;
+    apr_int64_t value, unit = 1;
 
-    if (apr_strtoff(&value, arg, &end, 10) != APR_SUCCESS || value < 0) {
+    errno = 0;
+    value = apr_strtoi64(arg, &end, 10);
+    if (end == arg || value < 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
     switch (apr_tolower(*end)) {
-    case 'g': value *= 1024; /* fall through */
-    case 'm': value *= 1024; /* fall through */
-    case 'k': value *= 1024; end++; break;
+    case 'g': unit = 1024 * 1024 * 1024; end++; break;
+    case 'm': unit = 1024 * 1024; end++; break;
+    case 'k': unit = 1024; end++; break;
     default: break;
     }
     if (*end != '\0') {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
-    *out = value;
+    if (errno == ERANGE || value > WS_SIZE_MAX / unit) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is too large (at most %"
+                            APR_INT64_T_FMT " bytes)", cmd->cmd->name, arg,
+                            (apr_int64_t)WS_SIZE_MAX);
+    }
+    *out = value * unit;
     return NULL;
 }
 
@@ -231,7 +246,8 @@ static const char *ws_cmd_seconds(cmd_parms *cmd, void *dconf,
     char *end;
     double seconds = strtod(arg, &end);
 
-    if (end == arg || *end != '\0' || seconds < 0 || seconds > 1e9) {
+    /* Written so that NaN fails too. */
+    if (end == arg || *end != '\0' || !(seconds >= 0 && seconds <= 1e9)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds",
                             cmd->cmd->name, arg);
     }

@@ -161,26 +161,15 @@ sub free_port {
     return $port;
 }
 
-# a module's file, as the Apache::Test configuration loads it
-sub module_so {
-    my ($name, $file) = @_;
-    if (open my $fh, '<', "$serverroot/conf/httpd.conf") {
-        while (<$fh>) {
-            return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
-        }
-    }
-    return "/usr/lib/apache2/modules/$file";
-}
-
 {
     my $dir = Apache::Test::vars('t_logs') . '/graceful-stop';
     mkdir $dir;
     unlink "$dir/error_log", "$dir/httpd.pid";
     my $port = free_port();
     my $module = "$serverroot/../.libs/mod_websocket.so";
-    my $mpm = module_so('mpm_event_module', 'mod_mpm_event.so');
-    my $authn = module_so('authn_core_module', 'mod_authn_core.so');
-    my $authz = module_so('authz_core_module', 'mod_authz_core.so');
+    my $mpm = loaded_module('mpm_event_module');
+    my $authn = loaded_module('authn_core_module');
+    my $authz = loaded_module('authz_core_module');
     open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
     print $fh <<"CONF";
 # written by t/restart.t: a private httpd for the graceful-stop test

@@ -47,6 +47,7 @@ our @EXPORT_OK = qw(
     ws_client_key ws_accept rfc6455_request
     error_log_path error_log_mark error_log_since error_log_wait
     server_hostport httpd_parent_pid send_expecting_status
+    loaded_module httpd_config_test
     children rss_kb fd_count snapshot rss_growth fd_growth describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -878,6 +879,50 @@ sub send_expecting_status {
         or Test::More::diag('request: ' . hexdump($req, 600) . "\nresponse: "
                             . hexdump(defined $head ? $head : $c->buffered, 600));
     return ($c, $res, $head);
+}
+
+# ----------------------------------------------------------------------
+# private configurations
+
+# loaded_module('mpm_event_module') -> the file the Apache::Test
+# configuration loads that module from, else Debian's
+# /usr/lib/apache2/modules/mod_mpm_event.so
+sub loaded_module {
+    my $name = shift;
+    my $conf = Apache::Test::vars('serverroot') . '/conf/httpd.conf';
+    if (open my $fh, '<', $conf) {
+        while (<$fh>) {
+            return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
+        }
+    }
+    (my $file = $name) =~ s/_module$//;
+    return "/usr/lib/apache2/modules/mod_$file.so";
+}
+
+# httpd_config_test($dir, $body) -> ($wait_status, $output) of "httpd -t"
+# on a minimal configuration in $dir (created if need be) that loads
+# mpm_event and the built mod_websocket, followed by $body.
+sub httpd_config_test {
+    my ($dir, $body) = @_;
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $module = "$serverroot/../.libs/mod_websocket.so";
+    my $mpm = loaded_module('mpm_event_module');
+    mkdir $dir;
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:1
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+LoadModule mpm_event_module "$mpm"
+LoadModule websocket_module "$module"
+$body
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
+    return ($?, $out);
 }
 
 # the test server's parent process id (from t/logs/httpd.pid), or undef
