@@ -381,8 +381,7 @@ sub busy_workers {
 # ---------------------------------------------------------------------
 # no child crashed along the way (1 test)
 {
-    my @crash = error_log_since($start_mark,
-        qr/exit signal|Segmentation fault|AddressSanitizer|runtime error/);
+    my @crash = crash_lines($start_mark);
     is scalar(@crash), 0, 'no httpd child crashed'
         or diag join "\n", @crash;
 }

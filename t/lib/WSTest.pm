@@ -45,7 +45,7 @@ our @EXPORT_OK = qw(
     ws_frame ws_text ws_binary ws_close ws_ping ws_pong ws_continuation
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
-    error_log_path error_log_mark error_log_since error_log_wait
+    error_log_path error_log_mark error_log_since error_log_wait crash_lines
     server_hostport httpd_parent_pid send_expecting_status
     loaded_module httpd_config_test
     children rss_kb fd_count snapshot rss_growth fd_growth describe
@@ -976,6 +976,17 @@ sub error_log_wait {
         @l = error_log_since($mark, $re);
     }
     return @l;
+}
+
+# Lines since $mark that say an httpd child crashed (the parent logs
+# "exit signal ..." when it reaps one, within about a second: this waits
+# up to $timeout seconds, default 2, for such a line) or that a sanitizer
+# or the C library objected.
+sub crash_lines {
+    my ($mark, $timeout) = @_;
+    return error_log_wait($mark,
+        qr/exit signal|Segmentation fault|AddressSanitizer|runtime error|double free|corrupted/,
+        timeout => defined $timeout ? $timeout : 2, settle => 0);
 }
 
 1;

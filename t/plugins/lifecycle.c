@@ -9,6 +9,10 @@
  *     lifecycle: on_close <code> (id <id>)
  *     lifecycle: on_disconnect <id>
  *
+ * on_disconnect logs every call: its state is not freed there but when
+ * the connection's pool goes, so that a second call (a bug the tests look
+ * for) is counted instead of crashing the child.
+ *
  * Three messages are commands instead of being echoed:
  *
  *   "send-after-gone"  retains the connection and starts a thread that
@@ -50,14 +54,16 @@
 #define LC_NOTICE APLOG_MARK, APLOG_NOTICE
 
 /* Per-connection state, shared with the threads the connection started:
- * freed at the last unref. */
+ * one reference is the connection pool's (dropped by its cleanup), one
+ * each thread's; freed at the last unref. */
 typedef struct lc_state {
     apr_pool_t *pool;
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
-    int disconnected;
+    int disconnected;                  /* on_disconnect has run */
     apr_uint32_t refs;
     unsigned int id;                   /* client port */
+    server_rec *s;                     /* for logging without a request */
 } lc_state;
 
 typedef struct lc_job lc_job;
@@ -173,21 +179,36 @@ static void lc_start_job(const websocket_server *server, websocket_conn *conn,
     }
 }
 
-/* Waits until on_disconnect has run or timeout has passed; non-zero when
- * the connection is gone. */
-static int lc_wait_disconnect(lc_state *st, apr_interval_time_t timeout)
+/* Sets *flag (one of st's) and wakes the threads waiting for it. */
+static void lc_signal(lc_state *st, int *flag)
+{
+    apr_thread_mutex_lock(st->mutex);
+    *flag = 1;
+    apr_thread_cond_broadcast(st->cond);
+    apr_thread_mutex_unlock(st->mutex);
+}
+
+/* Waits until *flag (one of st's) is set or timeout has passed; non-zero
+ * when it is set. */
+static int lc_wait_for(lc_state *st, const int *flag,
+                       apr_interval_time_t timeout)
 {
     apr_time_t deadline = apr_time_now() + timeout;
-    int gone;
+    int set;
 
     apr_thread_mutex_lock(st->mutex);
-    while (!st->disconnected && apr_time_now() < deadline) {
+    while (!*flag && apr_time_now() < deadline) {
         apr_thread_cond_timedwait(st->cond, st->mutex,
                                   apr_time_from_msec(200));
     }
-    gone = st->disconnected;
+    set = *flag;
     apr_thread_mutex_unlock(st->mutex);
-    return gone;
+    return set;
+}
+
+static int lc_wait_disconnect(lc_state *st, apr_interval_time_t timeout)
+{
+    return lc_wait_for(st, &st->disconnected, timeout);
 }
 
 /* Waits (at most 60 s) until on_disconnect has run, then sends. */
@@ -269,6 +290,15 @@ static void lc_flood(lc_job *job)
 
 /* ------------------------------------------------------------------ */
 
+/* The connection's pool is cleaned up (after on_disconnect). */
+static apr_status_t lc_conn_pool_cleanup(void *data)
+{
+    lc_state *st = data;
+
+    lc_state_unref(st);
+    return APR_SUCCESS;
+}
+
 static int lc_on_connect(const websocket_server *server, websocket_conn *conn)
 {
     request_rec *r = server->request(conn);
@@ -281,8 +311,11 @@ static int lc_on_connect(const websocket_server *server, websocket_conn *conn)
     st->refs = 1;
     st->id = r->connection->client_addr
         ? r->connection->client_addr->port : 0;
+    st->s = r->server;
     apr_thread_mutex_create(&st->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
     apr_thread_cond_create(&st->cond, pool);
+    apr_pool_cleanup_register(r->connection->pool, st, lc_conn_pool_cleanup,
+                              apr_pool_cleanup_null);
     server->data_set(conn, st);
     if (server->subprotocol_count(conn) > 0) {
         server->subprotocol_set(conn, server->subprotocol_offered(conn, 0));
@@ -346,21 +379,19 @@ static void lc_on_close(const websocket_server *server, websocket_conn *conn,
                   lc_id(server, conn));
 }
 
+/* Logs every call (and touches nothing a call frees). */
 static void lc_on_disconnect(const websocket_server *server,
                              websocket_conn *conn)
 {
     lc_state *st = lc_state_get(server, conn);
 
-    ap_log_rerror(LC_NOTICE, 0, server->request(conn),
-                  "lifecycle: on_disconnect %u", st ? st->id : 0);
     if (st == NULL) {
+        ap_log_rerror(LC_NOTICE, 0, server->request(conn),
+                      "lifecycle: on_disconnect without on_connect");
         return;
     }
-    apr_thread_mutex_lock(st->mutex);
-    st->disconnected = 1;
-    apr_thread_cond_broadcast(st->cond);
-    apr_thread_mutex_unlock(st->mutex);
-    lc_state_unref(st);
+    ap_log_error(LC_NOTICE, 0, st->s, "lifecycle: on_disconnect %u", st->id);
+    lc_signal(st, &st->disconnected);
 }
 
 static websocket_plugin lc_plugin = {
