@@ -23,7 +23,7 @@ use POSIX ();
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 42;
+plan tests => 43;
 
 my $MB = 1024;                      # VmRSS is in kB
 my $RSS_SLACK = 20 * $MB;
@@ -193,7 +193,7 @@ sub busy_workers {
 # the plugin's sends fail once 256K are queued, httpd's memory stays
 # bounded, another client keeps getting echoes, and the stalled client,
 # once it reads, gets a prefix of the stream and close 1008 (or the
-# connection ends) (10 tests)
+# connection ends) (11 tests)
 {
     my $mark = error_log_mark();
     my $r = open_ws(path => '/hardening/flood');
@@ -234,6 +234,15 @@ sub busy_workers {
        'the flooding thread\'s sends fail before it is done'
         or diag $line // 'no "lifecycle: flood" line';
     like $line // '', qr/APR_ECONNABORTED/, 'with APR_ECONNABORTED';
+    # what was queued when the first send failed: WebSocketMaxPendingBytes
+    # less at most one message (the plugin reads pending() just before)
+    my ($pending) = map { /: (\d+) bytes pending before the failed send/ }
+        error_log_wait($mark, qr/lifecycle: flood $id: \d+ bytes pending/,
+                       timeout => 5, settle => 0);
+    ok defined $pending && $pending > 256 * 1024 - 1024
+       && $pending <= 256 * 1024,
+       'the queue held WebSocketMaxPendingBytes (256K) when it refused'
+        or diag 'pending: ' . ($pending // 'not logged');
 
     my $after = snapshot();
     my $g = rss_growth($before, $after);

@@ -28,7 +28,10 @@
  *                      anyway once nothing has drained for 1 s (a stalled
  *                      reader); it logs "lifecycle: flood <id>: sent <k>
  *                      of <N>: status <n> (<text>)" (plus
- *                      " APR_ECONNABORTED" when it was that).
+ *                      " APR_ECONNABORTED" when it was that), then
+ *                      "lifecycle: flood <id>: <p> bytes pending before
+ *                      the failed send" with server->pending() just before
+ *                      the send that failed.
  *   "pause N"          calls server->pause_reading(conn, 1), answers
  *                      "paused", and starts a thread that resumes
  *                      reading (pause_reading(conn, 0)) N seconds later
@@ -253,13 +256,14 @@ static void lc_flood(lc_job *job)
     char msg[1024];
     long i;
     apr_status_t rv = APR_SUCCESS;
+    apr_size_t pending = 0;
     int careless = 0;
     char err[128];
 
     memset(msg, 'f', sizeof(msg));
     for (i = 0; i < job->count; i++) {
         apr_time_t since = apr_time_now();
-        apr_size_t pending, last = job->server->pending(job->conn);
+        apr_size_t last = job->server->pending(job->conn);
         int n;
 
         while (!careless
@@ -277,6 +281,9 @@ static void lc_flood(lc_job *job)
         }
         n = apr_snprintf(msg, sizeof(msg), "%ld:", i);
         msg[n] = 'f';
+        /* Only the owner takes from the queue: what it holds when the
+         * send fails is at most this. */
+        pending = job->server->pending(job->conn);
         rv = job->server->send(job->conn, WEBSOCKET_TEXT, msg, sizeof(msg));
         if (rv != APR_SUCCESS) {
             break;
@@ -286,6 +293,11 @@ static void lc_flood(lc_job *job)
                  "%ld: status %d (%s)%s", job->state->id, i, job->count, rv,
                  apr_strerror(rv, err, sizeof(err)),
                  APR_STATUS_IS_ECONNABORTED(rv) ? " APR_ECONNABORTED" : "");
+    if (rv != APR_SUCCESS) {
+        ap_log_error(LC_NOTICE, 0, job->s, "lifecycle: flood %u: %"
+                     APR_SIZE_T_FMT " bytes pending before the failed send",
+                     job->state->id, pending);
+    }
 }
 
 /* ------------------------------------------------------------------ */
