@@ -289,7 +289,9 @@ static apr_status_t ws_api_subprotocol_set(websocket_conn *wc,
 
     for (i = 0; name != NULL && i < wc->offered->nelts; i++) {
         if (!strcmp(name, APR_ARRAY_IDX(wc->offered, i, const char *))) {
-            wc->subprotocol = APR_ARRAY_IDX(wc->offered, i, const char *);
+            /* Read by other threads after the request (whose pool holds
+             * the offered list) has ended. */
+            wc->subprotocol = apr_pstrdup(wc->pool, name);
             return APR_SUCCESS;
         }
     }

@@ -23,7 +23,7 @@ use POSIX ();
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 43;
+plan tests => 47;
 
 my $MB = 1024;                      # VmRSS is in kB
 my $RSS_SLACK = 20 * $MB;
@@ -344,6 +344,37 @@ sub busy_workers {
     is "@order", 'on_close on_disconnect send-after-gone',
        'logged in order: on_close, on_disconnect, the late send';
     ok served(path => '/hardening/lifecycle'), 'the server carries on';
+}
+
+# ---------------------------------------------------------------------
+# 7b. server->subprotocol() from a plugin thread after the request has
+# ended: the lifecycle plugin picks the first subprotocol offered; its
+# thread waits until the connection's pool has been cleaned up (the
+# upgrade request's pool is gone by then) and logs what subprotocol()
+# says.  With MaxMemFree 1 in the test configuration a pool's memory goes
+# back to the system when the pool is destroyed, so reading the request's
+# pool afterwards crashes the child (Debian's APR maps that memory; with
+# malloc, ASan reports it under "make test SANITIZE=1") (4 tests)
+{
+    my $mark = error_log_mark();
+    my $c = open_ws(path => '/hardening/lifecycle',
+                    protocol => 'lifecycle.test, other');
+    my $id = $c->sock->sockport;
+    is header($c->{handshake}{res}, 'Sec-WebSocket-Protocol'),
+       'lifecycle.test', 'the plugin chose the first subprotocol offered';
+    ok $c->send(ws_text('subprotocol-after-gone')),
+       'asked for subprotocol() after the end';
+    $c->send(ws_close(1000));
+    my ($close) = $c->read_until_close(5);
+    ok $close && $c->wait_eof(5), 'the connection ended';
+    $c->close;
+    my ($line) = error_log_wait($mark,
+        qr/lifecycle: subprotocol-after-gone $id:/, timeout => 10,
+        settle => 0);
+    is +($line // '') =~ /: '(.*)'$/ ? $1 : undef, 'lifecycle.test',
+       'subprotocol() still names it once the request is gone'
+        or diag $line // join "\n", 'no line; new lines:',
+                                 error_log_since($mark);
 }
 
 # ---------------------------------------------------------------------

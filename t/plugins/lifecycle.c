@@ -13,7 +13,7 @@
  * the connection's pool goes, so that a second call (a bug the tests look
  * for) is counted instead of crashing the child.
  *
- * Three messages are commands instead of being echoed:
+ * Four messages are commands instead of being echoed:
  *
  *   "send-after-gone"  retains the connection and starts a thread that
  *                      waits until on_disconnect has run, then calls
@@ -21,6 +21,12 @@
  *                      APR_ECONNABORTED), logs
  *                      "lifecycle: send-after-gone <id>: status <n> (<text>)"
  *                      and releases it.
+ *   "subprotocol-after-gone"
+ *                      the same, but the thread waits until the
+ *                      connection's pool (so the upgrade request's pool
+ *                      too) has been cleaned up, then calls
+ *                      server->subprotocol and logs
+ *                      "lifecycle: subprotocol-after-gone <id>: '<name>'".
  *   "flood-me N"       starts a thread that sends N text messages of
  *                      1 KiB ("<i>:fff...") from that thread (not the
  *                      owner), stopping at the first failure.  It waits
@@ -64,6 +70,7 @@ typedef struct lc_state {
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
     int disconnected;                  /* on_disconnect has run */
+    int conn_pool_gone;                /* the connection's pool cleanup */
     apr_uint32_t refs;
     unsigned int id;                   /* client port */
     server_rec *s;                     /* for logging without a request */
@@ -233,6 +240,32 @@ static void lc_send_after_gone(lc_job *job)
                  APR_STATUS_IS_ECONNABORTED(rv) ? " APR_ECONNABORTED" : "");
 }
 
+/* Waits (at most 60 s) until the connection's pool has been cleaned up
+ * (the request's pool is gone by then), then asks for the subprotocol. */
+static void lc_subprotocol_after_gone(lc_job *job)
+{
+    lc_state *st = job->state;
+    const char *name;
+    char copy[64];
+    apr_size_t len;
+
+    if (!lc_wait_for(st, &st->conn_pool_gone, apr_time_from_sec(60))) {
+        ap_log_error(LC_NOTICE, 0, job->s, "lifecycle: subprotocol-after-"
+                     "gone %u: the connection did not end within 60 s",
+                     st->id);
+        return;
+    }
+    /* Read here, in the plugin (built with the sanitizers when the
+     * module is), rather than inside the logger. */
+    name = job->server->subprotocol(job->conn);
+    len = name ? strlen(name) : 0;
+    len = len < sizeof(copy) - 1 ? len : sizeof(copy) - 1;
+    memcpy(copy, name ? name : "", len);
+    copy[len] = '\0';
+    ap_log_error(LC_NOTICE, 0, job->s, "lifecycle: subprotocol-after-gone "
+                 "%u: '%s'", st->id, copy);
+}
+
 /* "pause N": resumes reading the client N seconds later. */
 static void lc_resume_later(lc_job *job)
 {
@@ -302,11 +335,13 @@ static void lc_flood(lc_job *job)
 
 /* ------------------------------------------------------------------ */
 
-/* The connection's pool is cleaned up (after on_disconnect). */
+/* The connection's pool is cleaned up: after on_disconnect, and after the
+ * upgrade request's pool is gone. */
 static apr_status_t lc_conn_pool_cleanup(void *data)
 {
     lc_state *st = data;
 
+    lc_signal(st, &st->conn_pool_gone);
     lc_state_unref(st);
     return APR_SUCCESS;
 }
@@ -367,6 +402,10 @@ static void lc_on_message(const websocket_server *server,
     if (type == WEBSOCKET_TEXT && len == 15
         && !memcmp(data, "send-after-gone", 15)) {
         lc_start_job(server, conn, lc_send_after_gone, 0);
+    }
+    else if (type == WEBSOCKET_TEXT && len == 22
+             && !memcmp(data, "subprotocol-after-gone", 22)) {
+        lc_start_job(server, conn, lc_subprotocol_after_gone, 0);
     }
     else if (lc_command(type, data, len, "flood-me ", &n)) {
         lc_start_job(server, conn, lc_flood, n);
