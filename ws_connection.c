@@ -693,6 +693,10 @@ static void ws_drive(websocket_conn *wc)
             t.last_rx = apr_time_now();
             t.ping_sent = 0;
             ws_drain_queue(wc);
+            /* After every read, not only when the client pauses: one
+             * that never does must not postpone the close timeout or
+             * the graceful-stop check. */
+            ws_run_timers(wc, &t);
             continue;
         }
         if (!APR_STATUS_IS_EAGAIN(rv)) {

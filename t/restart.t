@@ -5,6 +5,9 @@
 #    one hixie-76 client open on /hardening/lifecycle: each RFC client gets
 #    close 1001, the hixie client gets 0xFF 0x00, the lifecycle plugin logs
 #    on_disconnect for each, and a new connection after the restart works.
+#    A fifth client keeps the server busy reading from just before the
+#    signal on (see t/timers.t) and never answers a close: it gets close
+#    1001 too, and its connection ends.
 # 2. Graceful stop (SIGWINCH, "apachectl -k graceful-stop") cannot be done
 #    to the Apache::Test server without ending the suite, so it is done to
 #    a private httpd that this test starts from a minimal configuration
@@ -12,8 +15,8 @@
 #    GracefulShutdownTimeout 5) on a free port: the clients get 1001 and
 #    0xFF 0x00, and httpd exits within GracefulShutdownTimeout + slack.
 #
-# The connection owner looks at the MPM state at least once a second and
-# closes with 1001 when it says STOPPING (ws_connection.c).
+# The server looks at the MPM state at least once a second, also while a
+# client keeps it busy, and closes with 1001 when it says STOPPING.
 use strict;
 use warnings FATAL => 'all';
 
@@ -28,7 +31,7 @@ use WSTest qw(:all);
 
 my $serverroot = Apache::Test::vars('serverroot');
 my $plugin = "$serverroot/plugins/.libs/mod_websocket_lifecycle.so";
-plan tests => 28;
+plan tests => 30;
 
 my $PATH = '/hardening/lifecycle';
 
@@ -85,16 +88,36 @@ sub collect_closes {
 }
 
 # ---------------------------------------------------------------------
-# 1. graceful restart of the test server (12 tests)
+# 1. graceful restart of the test server (14 tests)
 {
     my $mark = error_log_mark();
     my ($rfc, $h, $ids) = open_clients(undef, $PATH);
     my @opened = error_log_wait($mark, qr/lifecycle: on_open/, min => 4);
     is scalar(@opened), 4, '4 WebSockets open (on_open logged for each)';
 
+    # the flooder: 1000-byte messages that the lifecycle plugin takes
+    # 0.1 ms each over ("slow 100"), written far faster than that; the
+    # signal goes right after its first write; CloseTimeout 1 there
+    my $f = WSTest->open6455(path => '/hardening/lifecycle-close1')
+        or die "cannot open the flooding client: $@";
     my $ppid = httpd_parent_pid();
-    ok $ppid && kill('USR1', $ppid), 'graceful restart (SIGUSR1 to the parent)';
-    my $t0 = Time::HiRes::time();
+    my ($signalled, $t0);
+    my $flood = $f->flood_until_closed(
+        first => ws_text('slow 100'),
+        flood => ws_text('x' x 1000) x 1000,
+        started => sub {
+            $signalled = $ppid && kill('USR1', $ppid);
+            $t0 = Time::HiRes::time();
+        });
+    ok $signalled, 'graceful restart (SIGUSR1 to the parent)';
+    my $finfo = ws_close_frame_info($flood->{close});
+    is $finfo && $finfo->{code}, 1001,
+       'a client flooding the server meanwhile gets close 1001 too';
+    ok $flood->{ended} && $flood->{end_at} - $t0 < 8,
+       'and its connection ends within a few seconds'
+        or diag sprintf 'ended: %s', $flood->{ended}
+                        ? sprintf('after %.1f s', $flood->{end_at} - $t0)
+                        : 'no';
 
     my ($codes, $hixie_closed, $eof, $took) = collect_closes($rfc, $h, $t0, 10);
     is "@$codes", '1001 1001 1001', 'each RFC 6455 client gets close 1001';

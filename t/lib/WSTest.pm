@@ -1033,6 +1033,65 @@ sub open6455 {
     return $c;
 }
 
+# $c->flood_until_closed(%opt): writes first => BYTES (if given) and then
+# flood => BYTES over and over, with no pause in between, as fast as the
+# server takes them (the socket's send buffer stays full), while reading
+# what the server sends, until the server ends the connection (EOF, or a
+# reset) or timeout => SECONDS (default 20) have passed; started => CODE
+# is called once after the first write.  Plain connections only.  Returns
+# { ended => 0|1, how => 'EOF'|error text, close => the first close frame
+# received (or undef), close_at and end_at => times, written => bytes }.
+sub flood_until_closed {
+    my ($self, %o) = @_;
+    croak 'flood_until_closed: plain connections only' if $self->{ssl};
+    my $bytes = $o{flood};
+    my $timeout = defined $o{timeout} ? $o{timeout} : 20;
+    my $started = $o{started};
+    my $out = (defined $o{first} ? $o{first} : '') . $bytes;
+    my $off = 0;
+    my $sock = $self->{sock};
+    my $deadline = _deadline($timeout);
+    my %r = (ended => 0, written => 0);
+    local $SIG{PIPE} = 'IGNORE';
+    $sock->blocking(0);
+    while (!$r{ended} && (my $left = $deadline - Time::HiRes::time()) > 0) {
+        my $rin = '';
+        vec($rin, fileno $sock, 1) = 1;
+        my ($rout, $wout) = ($rin, $rin);
+        next unless select($rout, $wout, undef, $left) > 0;
+        if (vec $rout, fileno $sock, 1) {
+            my $n = sysread $sock, my $chunk, 65536;
+            if (defined $n && $n > 0) {
+                $self->{buf} .= $chunk;
+                while (my $f = ws_parse_frame(\$self->{buf})) {
+                    next if $r{close} || $f->{opcode} != OP_CLOSE;
+                    @r{qw(close close_at)} = ($f, Time::HiRes::time());
+                }
+            }
+            elsif (defined $n || ($! != EAGAIN && $! != EINTR)) {
+                @r{qw(ended how)} = (1, defined $n ? 'EOF' : "$!");
+            }
+        }
+        if (!$r{ended} && vec $wout, fileno $sock, 1) {
+            my $n = syswrite $sock, $out, length($out) - $off, $off;
+            if (defined $n) {
+                $r{written} += $n;
+                ($out, $off) = ($bytes, 0)
+                    if ($off += $n) == length $out;
+                $started->() if $started;
+                $started = undef;
+            }
+            elsif ($! != EAGAIN && $! != EINTR) {
+                @r{qw(ended how)} = (1, "$!");
+            }
+        }
+    }
+    $r{end_at} = Time::HiRes::time() if $r{ended};
+    $self->{eof} = 1 if $r{ended};
+    $sock->blocking(1);
+    return \%r;
+}
+
 # ws_close_frame_info($frame) -> { code (undef: empty payload), reason }
 sub ws_close_frame_info {
     my $f = shift;

@@ -13,7 +13,7 @@
  * the connection's pool goes, so that a second call (a bug the tests look
  * for) is counted instead of crashing the child.
  *
- * Four messages are commands instead of being echoed:
+ * Six messages are commands instead of being echoed:
  *
  *   "send-after-gone"  retains the connection and starts a thread that
  *                      waits until on_disconnect has run, then calls
@@ -38,6 +38,11 @@
  *                      "lifecycle: flood <id>: <p> bytes pending before
  *                      the failed send" with server->pending() just before
  *                      the send that failed.
+ *   "close"            calls server->close(conn, 1000, "as asked") at once
+ *                      (from the owner, in on_message).
+ *   "slow N"           from then on, every message takes the plugin N
+ *                      microseconds (it sleeps) before it is echoed: a
+ *                      client can then send faster than it is served.
  *   "pause N"          calls server->pause_reading(conn, 1), answers
  *                      "paused", and starts a thread that resumes
  *                      reading (pause_reading(conn, 0)) N seconds later
@@ -74,6 +79,7 @@ typedef struct lc_state {
     apr_uint32_t refs;
     unsigned int id;                   /* client port */
     server_rec *s;                     /* for logging without a request */
+    long slow_usec;                    /* "slow N" (owner thread only) */
 } lc_state;
 
 typedef struct lc_job lc_job;
@@ -397,8 +403,12 @@ static void lc_on_message(const websocket_server *server,
                           websocket_conn *conn, int type, const char *data,
                           apr_size_t len)
 {
+    lc_state *st = lc_state_get(server, conn);
     long n;
 
+    if (st != NULL && st->slow_usec > 0) {
+        apr_sleep(st->slow_usec);
+    }
     if (type == WEBSOCKET_TEXT && len == 15
         && !memcmp(data, "send-after-gone", 15)) {
         lc_start_job(server, conn, lc_send_after_gone, 0);
@@ -406,6 +416,13 @@ static void lc_on_message(const websocket_server *server,
     else if (type == WEBSOCKET_TEXT && len == 22
              && !memcmp(data, "subprotocol-after-gone", 22)) {
         lc_start_job(server, conn, lc_subprotocol_after_gone, 0);
+    }
+    else if (type == WEBSOCKET_TEXT && len == 5
+             && !memcmp(data, "close", 5)) {
+        server->close(conn, 1000, "as asked");
+    }
+    else if (st != NULL && lc_command(type, data, len, "slow ", &n)) {
+        st->slow_usec = n;
     }
     else if (lc_command(type, data, len, "flood-me ", &n)) {
         lc_start_job(server, conn, lc_flood, n);
