@@ -31,34 +31,44 @@ use WSTest qw(:all);
 
 my $serverroot = Apache::Test::vars('serverroot');
 my $plugin = "$serverroot/plugins/.libs/mod_websocket_lifecycle.so";
-plan tests => 30;
+plan tests => 31;
 
 my $PATH = '/hardening/lifecycle';
 
 # Opens 3 RFC 6455 clients and 1 hixie-76 client on $path (port $port or
-# the main server's) and checks that each echoes.  Returns (\@rfc, $hixie,
-# \%ids) where %ids maps each client's port (the plugin's id) to a name.
+# the main server's) and has each echo a message: one test, named $name.
+# Returns (\@rfc, $hixie, \%ids) where %ids maps each client's port (the
+# plugin's id) to a name; dies (after the test) unless all 4 echoed.
 sub open_clients {
-    my ($port, $path) = @_;
+    my ($port, $path, $name) = @_;
     my %co = defined $port ? (host => '127.0.0.1', port => $port) : ();
-    my (@rfc, %ids);
+    my (@rfc, %ids, @problems);
     for my $i (1 .. 3) {
-        my $c = WSTest->open6455(%co, path => $path)
-            or die "cannot open an RFC 6455 client: $@";
-        $c->send(ws_text("hello $i"));
-        my $m = $c->read_ws_message(5);
-        die "no echo on RFC client $i" unless $m && $m->{payload} eq "hello $i";
+        my $c = WSTest->open6455(%co, path => $path);
+        my $m = $c && $c->send(ws_text("hello $i")) && $c->read_ws_message(5);
+        if (!$m || $m->{payload} ne "hello $i") {
+            push @problems, "RFC 6455 client $i: "
+                            . ($c ? 'no echo' : "not opened ($@)");
+            next;
+        }
         push @rfc, $c;
         $ids{ $c->sock->sockport } = "RFC 6455 client $i";
     }
-    my $h = WSTest->connect(%co) or die "cannot connect: $@";
-    my $r = $h->handshake76(path => $path);
-    die 'hixie-76 handshake failed: ' . hexdump($r->{head} // $h->buffered)
-        unless $r->{res} && $r->{res}{status} == 101
-            && defined $r->{answer} && $r->{answer} eq $r->{expected};
-    die 'no echo on the hixie-76 client'
-        unless ($h->hixie_echo('hello hixie') // '') eq 'hello hixie';
-    $ids{ $h->sock->sockport } = 'hixie-76 client';
+    my $h = WSTest->connect(%co);
+    my $r = $h && $h->handshake76(path => $path);
+    if (!$r || !$r->{res} || $r->{res}{status} != 101
+        || ($r->{answer} // '') ne $r->{expected}) {
+        push @problems, 'hixie-76 client: handshake failed: '
+            . ($h ? hexdump($r->{head} // $h->buffered) : $@);
+    }
+    elsif (($h->hixie_echo('hello hixie') // '') ne 'hello hixie') {
+        push @problems, 'hixie-76 client: no echo';
+    }
+    else {
+        $ids{ $h->sock->sockport } = 'hixie-76 client';
+    }
+    is scalar(@problems), 0, $name or diag join "\n", @problems;
+    die "cannot go on without the 4 clients\n" if @problems;
     return (\@rfc, $h, \%ids);
 }
 
@@ -88,10 +98,11 @@ sub collect_closes {
 }
 
 # ---------------------------------------------------------------------
-# 1. graceful restart of the test server (14 tests)
+# 1. graceful restart of the test server (15 tests)
 {
     my $mark = error_log_mark();
-    my ($rfc, $h, $ids) = open_clients(undef, $PATH);
+    my ($rfc, $h, $ids) = open_clients(undef, $PATH,
+        '3 RFC 6455 clients and 1 hixie-76 client open and echo');
     my @opened = error_log_wait($mark, qr/lifecycle: on_open/, min => 4);
     is scalar(@opened), 4, '4 WebSockets open (on_open logged for each)';
 
@@ -247,8 +258,8 @@ CONF
     SKIP: {
         skip 'the private httpd did not start', 15 unless $up;
         my $mark_size = -s "$dir/error_log" || 0;
-        my ($rfc, $h, $ids) = open_clients($port, '/lifecycle');
-        ok 1, '3 RFC 6455 clients and 1 hixie-76 client open and echo';
+        my ($rfc, $h, $ids) = open_clients($port, '/lifecycle',
+            '3 RFC 6455 clients and 1 hixie-76 client open and echo');
 
         ok kill('WINCH', $private_pid), 'graceful stop (SIGWINCH)';
         my $t0 = Time::HiRes::time();

@@ -46,9 +46,11 @@ our @EXPORT_OK = qw(
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
     error_log_path error_log_mark error_log_since error_log_wait crash_lines
+    forensic_read forensic_ended
     server_hostport httpd_parent_pid send_expecting_status
     loaded_module httpd_config_test
-    children rss_kb fd_count snapshot rss_growth fd_growth describe
+    children server_child rss_kb fd_count snapshot rss_growth fd_growth
+    describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -274,7 +276,9 @@ sub read_until {
     }
 }
 
-# Whatever arrives within $timeout (or until EOF), consumed.
+# Whatever arrives within $timeout (or until EOF), consumed.  A timeout
+# of 0 returns only what was already buffered: pass a small one (0.05) to
+# look at the socket.
 sub read_available {
     my ($self, $timeout) = @_;
     my $deadline = _deadline($timeout);
@@ -808,6 +812,35 @@ sub children {
     return sort { $a <=> $b } @kids;
 }
 
+# server_child($c) -> pid of the httpd child that holds the server's end of
+# the connection $c (found through /proc/net/tcp* and the children's
+# descriptors), or undef
+sub server_child {
+    my $c = shift;
+    my ($cport, $sport) = ($c->sock->sockport, $c->sock->peerport);
+    my $inode;
+    for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $table or next;
+        while (<$fh>) {
+            my @f = split;
+            next unless @f > 9 && $f[1] =~ /:([0-9A-F]+)$/ && hex $1 == $sport
+                && $f[2] =~ /:([0-9A-F]+)$/ && hex $1 == $cport;
+            $inode = $f[9];
+            last;
+        }
+        last if $inode;
+    }
+    return unless $inode;
+    for my $pid (children()) {
+        opendir my $d, "/proc/$pid/fd" or next;
+        for my $fd (readdir $d) {
+            my $target = readlink "/proc/$pid/fd/$fd";
+            return $pid if defined $target && $target eq "socket:[$inode]";
+        }
+    }
+    return;
+}
+
 # VmRSS of $pid in kB, or undef
 sub rss_kb {
     my $pid = shift;
@@ -976,6 +1009,42 @@ sub error_log_wait {
         @l = error_log_since($mark, $re);
     }
     return @l;
+}
+
+# ForensicLog (t/conf/extra.conf.in): a request that carries the header
+# "X-Test-Tag: TAG" is logged as "+ID|GET ...|...X-Test-Tag:TAG..." once
+# its headers have been read, and as "-ID" when it ends.
+
+# forensic_read(@tags) -> the ForensicLog id of each tagged request (in the
+# order of @tags) once the server has read all of them, or () if that has
+# not happened within 5 s
+sub forensic_read {
+    my @tags = @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    my $deadline = Time::HiRes::time() + 5;
+    while (1) {
+        my %id;
+        if (open my $fh, '<', $log) {
+            while (<$fh>) {
+                $id{$2} = $1 if /^\+([^|]+)\|.*\|X-Test-Tag:([^|\s]+)/;
+            }
+        }
+        return map { $id{$_} } @tags unless grep { !$id{$_} } @tags;
+        return if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+# forensic_ended(@ids) -> how many of the requests @ids have ended
+sub forensic_ended {
+    my %want = map { $_ => 1 } @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    open my $fh, '<', $log or return 0;
+    my $n = 0;
+    while (<$fh>) {
+        $n++ if /^-(\S+)$/ && $want{$1};
+    }
+    return $n;
 }
 
 # Lines since $mark that say an httpd child crashed (the parent logs
