@@ -25,6 +25,7 @@ my $echo = "$top/modules/echo/.libs/mod_websocket_echo.so";
 
 # a valid line for each directive (as it would be accepted in <Location>)
 my %line = (
+    WebSocketLoopThreads      => 'WebSocketLoopThreads 2',
     WebSocketHandler          => "SetHandler websocket-handler\n"
                                  . "WebSocketHandler $echo echo_init",
     WebSocketOption           => 'WebSocketOption Backend 127.0.0.1:1',
@@ -48,6 +49,10 @@ open my $readme, '<', "$top/README" or die "README: $!";
 my %context = map { /^  (WebSocket\w+)\s+(server config.*?)\s*$/ ? ($1, $2) : () }
               <$readme>;
 close $readme;
+
+# where the README says each may be used: WebSocketLoopThreads sizes the
+# child's loops (main server config only); the others are per location
+my %want_context = (WebSocketLoopThreads => 'server config');
 
 plan tests => 3 + 4 * @declared;
 
@@ -105,6 +110,7 @@ for my $name (@declared) {
     my @lines = error_log_wait($mark, qr/\Q$name\E not allowed here/);
     is scalar(@lines), 1, "$name: error_log says \"$name not allowed here\""
         or diag join "\n", 'new lines:', error_log_since($mark);
-    is $context{$name}, 'server config, virtual host, directory',
+    is $context{$name},
+       $want_context{$name} // 'server config, virtual host, directory',
        "$name: the README gives its context";
 }
