@@ -700,43 +700,76 @@ static const char *ws_location_url(request_rec *r, const char *host)
                        host, r->unparsed_uri, NULL);
 }
 
-/* The 101 answer, status line and headers in the order of each family's
- * specification. */
-static const char *ws_response_head(request_rec *r, int family,
-                                    const char *host, const char *sub)
+/* The headers of the 101 answer, in the order of each family's
+ * specification.  Both answers come from here: the bytes written on an
+ * HTTP/1.1 connection, and r->headers_out on an HTTP/2 stream. */
+apr_table_t *ws_handshake_headers(request_rec *r, int family,
+                                  const char *host, const char *subprotocol)
 {
+    apr_table_t *h = apr_table_make(r->pool, 6);
     const char *origin = apr_table_get(r->headers_in, "Origin");
     char accept[29];
 
     switch (family) {
     case WEBSOCKET_PROTOCOL_HIXIE75:
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
-                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
-                           "WebSocket-Origin: ", origin, "\r\n"
-                           "WebSocket-Location: ", ws_location_url(r, host),
-                           "\r\n",
-                           sub ? "WebSocket-Protocol: " : "", sub ? sub : "",
-                           sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "WebSocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_setn(h, "WebSocket-Origin", origin);
+        apr_table_setn(h, "WebSocket-Location", ws_location_url(r, host));
+        if (subprotocol != NULL) {
+            apr_table_setn(h, "WebSocket-Protocol", subprotocol);
+        }
+        return h;
     case WEBSOCKET_PROTOCOL_HIXIE76:
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
-                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Origin: ", origin, "\r\n"
-                           "Sec-WebSocket-Location: ",
-                           ws_location_url(r, host), "\r\n",
-                           sub ? "Sec-WebSocket-Protocol: " : "",
-                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "WebSocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_setn(h, "Sec-WebSocket-Origin", origin);
+        apr_table_setn(h, "Sec-WebSocket-Location",
+                       ws_location_url(r, host));
+        break;
     default:
         ws_rfc6455_accept(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
                           accept);
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 Switching Protocols\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Accept: ", accept, "\r\n",
-                           sub ? "Sec-WebSocket-Protocol: " : "",
-                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "websocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_set(h, "Sec-WebSocket-Accept", accept);
+        break;
     }
+    if (subprotocol != NULL) {
+        apr_table_setn(h, "Sec-WebSocket-Protocol", subprotocol);
+    }
+    return h;
+}
+
+static int ws_head_line(void *baton, const char *name, const char *value)
+{
+    apr_array_header_t *lines = baton;
+
+    APR_ARRAY_PUSH(lines, const char *) = name;
+    APR_ARRAY_PUSH(lines, const char *) = ": ";
+    APR_ARRAY_PUSH(lines, const char *) = value;
+    APR_ARRAY_PUSH(lines, const char *) = "\r\n";
+    return 1;
+}
+
+/* The 101 answer as HTTP/1.1 bytes: each family's status line, then
+ * ws_handshake_headers. */
+static const char *ws_response_head(request_rec *r, int family,
+                                    const char *host, const char *sub)
+{
+    apr_array_header_t *lines = apr_array_make(r->pool, 32,
+                                               sizeof(const char *));
+
+    APR_ARRAY_PUSH(lines, const char *) =
+        family == WEBSOCKET_PROTOCOL_HIXIE75
+            ? "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
+        : family == WEBSOCKET_PROTOCOL_HIXIE76
+            ? "HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            : "HTTP/1.1 101 Switching Protocols\r\n";
+    apr_table_do(ws_head_line, lines,
+                 ws_handshake_headers(r, family, host, sub), NULL);
+    APR_ARRAY_PUSH(lines, const char *) = "\r\n";
+    return apr_array_pstrcat(r->pool, lines, '\0');
 }
 
 const char *ws_handshake_answer(request_rec *r, int family, const char *host,
@@ -805,11 +838,23 @@ static int ws_handler(request_rec *r)
     if ((status = ws_check_upgrade(r, host)) != OK) {
         return status;
     }
-    proto = ws_detect_proto(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
+    /* On an HTTP/2 stream (RFC 8441) mod_http2 made the request a GET
+     * with a Sec-WebSocket-Key of its own: the client's
+     * Sec-WebSocket-Version tells its family. */
+    proto = ws_detect_proto(r->connection->master != NULL ? NULL
+                            : apr_table_get(r->headers_in,
+                                            "Sec-WebSocket-Key"),
                             apr_table_get(r->headers_in,
                                           "Sec-WebSocket-Version"),
                             apr_table_get(r->headers_in, "Sec-WebSocket-Key1"),
                             apr_table_get(r->headers_in, "Sec-WebSocket-Key2"));
+    if (proto != WS_PROTO_RFC6455 && r->connection->master != NULL) {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                         apr_psprintf(r->pool, "%s is served over HTTP/1.1 "
+                                      "only, this request came over %s "
+                                      "(no Sec-WebSocket-Version)",
+                                      ws_family_name(proto), r->protocol));
+    }
     if ((status = ws_check_family(r, conf, proto)) != OK) {
         return status;
     }

@@ -84,8 +84,13 @@ int ws_conn_start(websocket_conn *wc);
 /* suspend_connection hook: hand a suspended WebSocket to a loop. */
 void ws_conn_suspended(conn_rec *c);
 
-/* The handshake answer (mod_websocket.c): 101 head, and for hixie-76
- * the 16-byte answer to key3 (NULL for the others); from r->pool. */
+/* The headers of the 101 answer, in each family's order (mod_websocket.c);
+ * from r->pool.  An HTTP/2 stream answers with them in r->headers_out. */
+apr_table_t *ws_handshake_headers(request_rec *r, int family,
+                                  const char *host, const char *subprotocol);
+/* The handshake answer as HTTP/1.1 bytes (mod_websocket.c): 101 head,
+ * and for hixie-76 the 16-byte answer to key3 (NULL for the others);
+ * from r->pool. */
 const char *ws_handshake_answer(request_rec *r, int family, const char *host,
                                 const char *subprotocol,
                                 const unsigned char *key3, apr_size_t *len);

@@ -140,7 +140,7 @@ static void ws_apply_foreign(const websocket_server *server,
 
     (void)server;
     if (m->kind != 0) {
-        apr_atomic_sub32(&wc->queued, (apr_uint32_t)m->len);
+        apr_atomic_sub64(&wc->queued, (apr_uint64_t)m->len);
     }
     if (!ws_conn_is_gone(wc)) {
         if (m->kind == 0) {
@@ -178,11 +178,11 @@ static websocket_send_result ws_send_foreign(websocket_conn *wc, int kind,
     memcpy(m->data, data, len);
     m->data[len] = '\0';
     if (kind != 0) {
-        apr_atomic_add32(&wc->queued, (apr_uint32_t)len);
+        apr_atomic_add64(&wc->queued, (apr_uint64_t)len);
     }
     if (ws_conn_post(wc, ws_apply_foreign, m) != APR_SUCCESS) {
         if (kind != 0) {
-            apr_atomic_sub32(&wc->queued, (apr_uint32_t)len);
+            apr_atomic_sub64(&wc->queued, (apr_uint64_t)len);
         }
         free(m);
         return WEBSOCKET_SEND_CLOSED;

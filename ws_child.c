@@ -136,8 +136,9 @@ void ws_loops_child_init(apr_pool_t *pchild, server_rec *s, int count)
         }
         ws_child.n_shared++;
     }
-    apr_pool_cleanup_register(pchild, NULL, ws_loops_cleanup,
-                              apr_pool_cleanup_null);
+    /* Before pchild's subpools go: each loop thread's pool is one of
+     * them, and apr_thread_exit destroys it. */
+    apr_pool_pre_cleanup_register(pchild, NULL, ws_loops_cleanup);
 }
 
 void ws_child_register(ws_loop_ctx *lc)

@@ -53,8 +53,8 @@ struct websocket_conn {
     /* --- any thread --- */
     apr_uint32_t refs;                 /* atomic */
     apr_uint32_t gone;                 /* atomic: no more sends */
-    apr_uint32_t queued;               /* atomic: bytes posted, not applied */
-    apr_uint32_t out_bytes;            /* atomic: bytes waiting in obb */
+    apr_uint64_t queued;               /* atomic: bytes posted, not applied */
+    apr_uint64_t out_bytes;            /* atomic: bytes waiting in obb */
     const char *uri, *query, *client_ip, *user;
     char *subprotocol;                 /* malloc'd */
     const char **options;              /* name, value, ..., NULL */
@@ -83,9 +83,12 @@ struct websocket_conn {
     int suspended;                     /* a per-child loop owns it */
     int accepted, opened, paused, want_drain;
     int overflow_seen;
+    int h2_body_eos;                   /* HTTP/2: mod_http2's EOS of the
+                                        * empty request body is to come */
     ws_watch client;
     ws_timer tick;
     apr_time_t last_rx, ping_sent, close_sent, deadline;
+    apr_time_t adopted;                /* when its loop took it over */
     APR_RING_HEAD(ws_ptimer_ring, websocket_timer) timers;
     APR_RING_HEAD(ws_pwatch_ring, websocket_watch) watches;
 };

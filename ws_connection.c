@@ -52,6 +52,11 @@ extern module AP_MODULE_DECLARE_DATA websocket_module;
 #define WS_CONN_MAX_FREE (16 * 1024)
 /* Reading after our FIN, as httpd's lingering close does. */
 #define WS_LINGER_TIME   apr_time_from_sec(2)
+/* Reads per readiness while lingering. */
+#define WS_LINGER_READS  16
+/* How long a suspended connection's pool outlives the hand-off at least
+ * (see ws_conn_close_now). */
+#define WS_HANDOFF_GRACE apr_time_from_msec(500)
 /* How often a private loop looks for a restart. */
 #define WS_STOP_CHECK    apr_time_from_sec(1)
 
@@ -102,7 +107,7 @@ static apr_bucket *ws_push_bucket(apr_bucket_alloc_t *list)
 
 static void ws_out_account(websocket_conn *wc, apr_off_t delta)
 {
-    apr_atomic_add32(&wc->out_bytes, (apr_uint32_t)delta);
+    apr_atomic_add64(&wc->out_bytes, (apr_uint64_t)delta);
 }
 
 static int ws_output_pending(const websocket_conn *wc)
@@ -134,7 +139,7 @@ static void ws_out_discard(websocket_conn *wc)
     wc->wbuf = NULL;
     wc->wbuf_len = wc->wbuf_cap = 0;
     apr_brigade_cleanup(wc->obb);
-    apr_atomic_set32(&wc->out_bytes, 0);
+    apr_atomic_set64(&wc->out_bytes, 0);
 }
 
 static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
@@ -221,7 +226,7 @@ static void ws_out_push(websocket_conn *wc)
     else if (wc->suspended) {
         ws_out_push_nonblocking(wc);
     }
-    else if (!APR_BRIGADE_EMPTY(wc->obb)) {
+    else if (wc->wbuf_len > 0 || !APR_BRIGADE_EMPTY(wc->obb)) {
         ws_out_push_blocking(wc);
     }
 }
@@ -262,8 +267,8 @@ static int ws_on_write(void *baton, const char *data, apr_size_t len)
 
 apr_size_t ws_conn_pending(const websocket_conn *wc)
 {
-    return (apr_size_t)apr_atomic_read32((apr_uint32_t *)&wc->queued)
-           + apr_atomic_read32((apr_uint32_t *)&wc->out_bytes);
+    return (apr_size_t)(apr_atomic_read64((apr_uint64_t *)&wc->queued)
+                        + apr_atomic_read64((apr_uint64_t *)&wc->out_bytes));
 }
 
 /* High- and low-water marks of a connection's output. */
@@ -663,6 +668,7 @@ static void ws_conn_arm(websocket_conn *wc)
 static void ws_key3_timeout(websocket_conn *wc);
 static void ws_conn_shutdown(websocket_conn *wc);
 static void ws_conn_close_now(websocket_conn *wc);
+static void ws_conn_destroy_pool(websocket_conn *wc);
 
 static void ws_conn_tick(void *baton)
 {
@@ -688,6 +694,9 @@ static void ws_conn_tick(void *baton)
         if (now >= wc->deadline) {
             ws_conn_close_now(wc);
         }
+        break;
+    case WS_CONN_DONE:
+        ws_conn_destroy_pool(wc);   /* the hand-off grace is over */
         break;
     default:
         break;
@@ -750,9 +759,18 @@ static apr_status_t ws_read_once(websocket_conn *wc)
         apr_size_t len;
 
         if (APR_BUCKET_IS_EOS(b)) {
-            rv = APR_EOF;
+            if (wc->h2_body_eos) {
+                /* mod_http2 ends the upgrade request's (empty) body on
+                 * the stream's input first; the client's own end of the
+                 * stream comes later. */
+                wc->h2_body_eos = 0;
+            }
+            else {
+                rv = APR_EOF;
+            }
         }
         else if (!APR_BUCKET_IS_METADATA(b)) {
+            wc->h2_body_eos = 0;
             rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ);
             if (rv == APR_SUCCESS) {
                 ws_feed(wc, data, len);
@@ -794,6 +812,13 @@ static void ws_conn_read(websocket_conn *wc)
         if (APR_STATUS_IS_EAGAIN(rv)) {
             return;
         }
+        if (APR_STATUS_IS_EOF(rv)
+            && ws_session_state(wc->session) == WS_SESSION_CLOSED) {
+            /* The client's end of input right after its close frame (an
+             * HTTP/2 client ends its stream with it): our answer to the
+             * close still goes out. */
+            return;
+        }
         if (rv != APR_SUCCESS) {
             ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, wc->c, "websocket: "
                           "%s: the client went away", wc->uri);
@@ -822,13 +847,14 @@ static void ws_linger_read(websocket_conn *wc)
     char buf[512];
     apr_socket_t *csd = ap_get_conn_socket(wc->c);
     apr_status_t rv;
+    int budget = WS_LINGER_READS;
 
     do {
         apr_size_t len = sizeof(buf);
 
         rv = apr_socket_recv(csd, buf, &len);
-    } while (rv == APR_SUCCESS);
-    if (!APR_STATUS_IS_EAGAIN(rv)) {
+    } while (rv == APR_SUCCESS && --budget > 0);
+    if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
         ws_conn_close_now(wc);
     }
 }
@@ -1108,6 +1134,8 @@ static void ws_conn_shutdown(websocket_conn *wc)
         ws_conn_close_now(wc);
         return;
     }
+    /* The socket still has httpd's Timeout: reads must not wait. */
+    apr_socket_timeout_set(ap_get_conn_socket(wc->c), 0);
     wc->state = WS_CONN_LINGER;
     wc->deadline = apr_time_now() + WS_LINGER_TIME;
 }
@@ -1124,19 +1152,31 @@ static void ws_conn_unlink_task(void *baton)
 /* The end of a suspended connection: socket and pool go; the MPM's pool
  * cleanups keep its counts right.  The object itself goes at the next
  * turn, as other ready events of this turn may still name it. */
+static void ws_conn_destroy_pool(websocket_conn *wc)
+{
+    apr_pool_destroy(wc->c->pool);
+    wc->c = NULL;
+    ws_loop_post(wc->lc->loop, ws_conn_unlink_task, wc);
+}
+
 static void ws_conn_close_now(websocket_conn *wc)
 {
-    conn_rec *c = wc->c;
-
     ws_watch_set(wc->lc->loop, &wc->client, 0);
     ws_timer_clear(wc->lc->loop, &wc->tick);
     wc->state = WS_CONN_DONE;
-    if (wc->suspended) {
-        apr_socket_close(ap_get_conn_socket(c));
-        apr_pool_destroy(c->pool);
-        wc->c = NULL;
+    if (!wc->suspended) {
+        ws_loop_post(wc->lc->loop, ws_conn_unlink_task, wc);
+        return;
     }
-    ws_loop_post(wc->lc->loop, ws_conn_unlink_task, wc);
+    apr_socket_close(ap_get_conn_socket(wc->c));
+    /* After our suspend_connection hook returned, the event MPM still
+     * marks the connection suspended in its state, which lives in this
+     * pool: a connection that ends at once keeps its pool a moment. */
+    if (apr_time_now() < wc->adopted + WS_HANDOFF_GRACE) {
+        ws_timer_set(wc->lc->loop, &wc->tick, wc->adopted + WS_HANDOFF_GRACE);
+        return;
+    }
+    ws_conn_destroy_pool(wc);
 }
 
 static apr_int16_t ws_wanted_events(const websocket_conn *wc)
@@ -1205,6 +1245,7 @@ static void ws_conn_check(websocket_conn *wc)
 void ws_conn_adopt(websocket_conn *wc, ws_loop_ctx *lc)
 {
     wc->lc = lc;
+    wc->adopted = apr_time_now();
     APR_RING_INSERT_TAIL(&lc->conns, wc, websocket_conn, link);
     apr_atomic_inc32(&lc->count);
     if (wc->state == WS_CONN_KEY3) {
@@ -1259,11 +1300,31 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         if (ws_mpm_stopping()) {
             ws_conn_going_away(wc);
         }
+        else if (wc->c->aborted) {
+            /* mod_http2 aborts a reset stream from another thread */
+            ws_conn_kick(wc);
+        }
     }
     ws_child_unregister(lc);
     /* What was posted before the loop left the registry still runs. */
     ws_loop_turn(lc->loop, 0);
     return OK;
+}
+
+/* An HTTP/2 stream (RFC 8441, mod_http2's H2WebSockets): the 101 goes
+ * through httpd's response path, from r->headers_out; mod_http2 checks
+ * its Sec-WebSocket-Accept against the key it made up and answers the
+ * client's extended CONNECT with :status 200. */
+static void ws_answer_h2(websocket_conn *wc)
+{
+    request_rec *r = wc->r;
+
+    apr_table_overlap(r->headers_out,
+                      ws_handshake_headers(r, wc->family, wc->host,
+                                           wc->subprotocol),
+                      APR_OVERLAP_TABLES_SET);
+    ap_send_interim_response(r, 1);
+    wc->h2_body_eos = 1;
 }
 
 int ws_conn_start(websocket_conn *wc)
@@ -1273,6 +1334,12 @@ int ws_conn_start(websocket_conn *wc)
     apr_size_t len;
     const char *answer;
 
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    r->status_line = NULL;
+    if (c->master != NULL) {
+        /* before the request's filters are bypassed below */
+        ws_answer_h2(wc);
+    }
     /* From now on the answer is ours, written on the connection; the
      * request's own filters must not add an HTTP response. */
     r->output_filters = r->proto_output_filters = c->output_filters;
@@ -1280,9 +1347,7 @@ int ws_conn_start(websocket_conn *wc)
     /* The module keeps its own timeouts; mod_reqtimeout's body rate would
      * cut an open WebSocket. */
     ap_remove_input_filter_byhandle(c->input_filters, "reqtimeout");
-    r->status = HTTP_SWITCHING_PROTOCOLS;
-    r->status_line = NULL;
-    if (wc->state != WS_CONN_KEY3) {
+    if (wc->state != WS_CONN_KEY3 && c->master == NULL) {
         answer = ws_handshake_answer(r, wc->family, wc->host,
                                      wc->subprotocol, NULL, &len);
         ws_on_write(wc, answer, len);
