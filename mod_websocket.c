@@ -20,6 +20,7 @@
 #include "apr_uri.h"
 
 #include <unistd.h>
+#include <errno.h>
 
 #include "mod_websocket.h"
 
@@ -308,28 +309,41 @@ static const char *ws_cmd_loops(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
-/* Parse a size with an optional K/M/G suffix into *out (>= 0). */
+/* The largest size a directive takes: it must fit the apr_int64_t of the
+ * configuration and the apr_size_t it becomes for a connection. */
+#define WS_SIZE_MAX ((apr_uint64_t)APR_SIZE_MAX < (apr_uint64_t)APR_INT64_MAX \
+                     ? (apr_int64_t)APR_SIZE_MAX : APR_INT64_MAX)
+
+/* Parse a size with an optional K/M/G suffix into *out (0 to
+ * WS_SIZE_MAX). */
 static const char *ws_parse_size(cmd_parms *cmd, const char *arg,
                                  apr_int64_t *out)
 {
     char *end;
-    apr_int64_t value;
+    apr_int64_t value, unit = 1;
 
-    if (apr_strtoff(&value, arg, &end, 10) != APR_SUCCESS || value < 0) {
+    errno = 0;
+    value = apr_strtoi64(arg, &end, 10);
+    if (end == arg || value < 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
     switch (apr_tolower(*end)) {
-    case 'g': value *= 1024; /* fall through */
-    case 'm': value *= 1024; /* fall through */
-    case 'k': value *= 1024; end++; break;
+    case 'g': unit = 1024 * 1024 * 1024; end++; break;
+    case 'm': unit = 1024 * 1024; end++; break;
+    case 'k': unit = 1024; end++; break;
     default: break;
     }
     if (*end != '\0') {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
-    *out = value;
+    if (errno == ERANGE || value > WS_SIZE_MAX / unit) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is too large (at most %"
+                            APR_INT64_T_FMT " bytes)", cmd->cmd->name, arg,
+                            (apr_int64_t)WS_SIZE_MAX);
+    }
+    *out = value * unit;
     return NULL;
 }
 
@@ -350,7 +364,8 @@ static const char *ws_cmd_seconds(cmd_parms *cmd, void *dconf,
     char *end;
     double seconds = strtod(arg, &end);
 
-    if (end == arg || *end != '\0' || seconds < 0 || seconds > 1e9) {
+    /* Written so that NaN fails too. */
+    if (end == arg || *end != '\0' || !(seconds >= 0 && seconds <= 1e9)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds",
                             cmd->cmd->name, arg);
     }
@@ -482,49 +497,57 @@ static const char *ws_cmd_compression_mem(cmd_parms *cmd, void *dconf,
 
 #define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
 
+/* Where every directive is allowed: the server, virtual hosts and
+ * <Directory>/<Location>, never .htaccess (httpd answers such a file with
+ * "not allowed here" and 500).  WebSocketHandler loads code into httpd and
+ * WebSocketOption configures that code; the others size memory, worker
+ * time or the access policy of the location that code serves.  In
+ * .htaccess they would also live in the request's pool only. */
+#define WS_CONF (ACCESS_CONF | RSRC_CONF)
+
 static const command_rec ws_cmds[] = {
     AP_INIT_TAKE1("WebSocketLoopThreads", ws_cmd_loops, NULL, RSRC_CONF,
                   "event-loop threads per child that own the open "
                   "WebSockets (default: one per processor)"),
-    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, OR_FILEINFO,
+    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, WS_CONF,
                   "the plugin (a shared object) and its init function"),
-    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, OR_FILEINFO,
+    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, WS_CONF,
                   "a setting for the plugin: name and value"),
-    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL,
-                    OR_FILEINFO, "protocol families served: rfc6455, "
-                    "hixie76, hixie75 (default: all three)"),
-    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL,
-                  OR_FILEINFO, "Same (default), Trusted or Off"),
+    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL, WS_CONF,
+                    "protocol families served: rfc6455, hixie76, hixie75 "
+                    "(default: all three)"),
+    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL, WS_CONF,
+                  "Same (default), Trusted or Off"),
     AP_INIT_ITERATE("WebSocketTrustedOrigin", ws_cmd_trusted_origin, NULL,
-                    OR_FILEINFO, "origins accepted with "
-                    "WebSocketOriginCheck Trusted, e.g. https://example.com"),
+                    WS_CONF, "origins accepted with WebSocketOriginCheck "
+                    "Trusted, e.g. https://example.com"),
     AP_INIT_TAKE1("WebSocketMaxMessageSize", ws_cmd_size,
-                  WS_FIELD(max_message), OR_FILEINFO,
+                  WS_FIELD(max_message), WS_CONF,
                   "largest frame or message accepted, bytes (K/M/G "
                   "suffix allowed; 0: no limit; default 16M)"),
     AP_INIT_TAKE1("WebSocketFragmentSize", ws_cmd_size,
-                  WS_FIELD(fragment_size), OR_FILEINFO,
+                  WS_FIELD(fragment_size), WS_CONF,
                   "messages sent are split into frames of this size "
                   "(0: never, the default)"),
     AP_INIT_TAKE1("WebSocketMaxPendingBytes", ws_cmd_size,
-                  WS_FIELD(max_pending), OR_FILEINFO,
+                  WS_FIELD(max_pending), WS_CONF,
                   "bytes other threads may queue for one connection "
                   "before it is closed with 1008 (default 4M)"),
     AP_INIT_TAKE1("WebSocketHandshakeTimeout", ws_cmd_seconds,
-                  WS_FIELD(handshake_timeout), OR_FILEINFO,
+                  WS_FIELD(handshake_timeout), WS_CONF,
                   "seconds to wait for the hixie-76 key bytes "
                   "(default 10)"),
     AP_INIT_TAKE1("WebSocketIdleTimeout", ws_cmd_seconds,
-                  WS_FIELD(idle_timeout), OR_FILEINFO,
+                  WS_FIELD(idle_timeout), WS_CONF,
                   "seconds without a byte from the client before the "
                   "connection is closed with 1001 (0: never; default 600)"),
     AP_INIT_TAKE1("WebSocketPingInterval", ws_cmd_seconds,
-                  WS_FIELD(ping_interval), OR_FILEINFO,
+                  WS_FIELD(ping_interval), WS_CONF,
                   "seconds of client silence before the server pings; "
                   "no answer within as long again closes (0: off, the "
                   "default)"),
     AP_INIT_TAKE1("WebSocketCloseTimeout", ws_cmd_seconds,
-                  WS_FIELD(close_timeout), OR_FILEINFO,
+                  WS_FIELD(close_timeout), WS_CONF,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
     AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,

@@ -13,9 +13,9 @@ use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
 use Cwd ();
+use WSTest qw(httpd_config_test);
 
 my $serverroot = Apache::Test::vars('serverroot');
-my $module = "$serverroot/../.libs/mod_websocket.so";
 # httpd reports the paths without "..", as realpath gives them
 my $echo = Cwd::realpath("$serverroot/../modules/echo/.libs/mod_websocket_echo.so");
 my $broken = "$serverroot/plugins/.libs/mod_websocket_broken.so";
@@ -55,35 +55,14 @@ my @cases = (
 
 plan tests => 3 * @cases;
 
-# the module's own MPM, as the Apache::Test configuration loads it
-sub loaded_module {
-    my $name = shift;
-    open my $fh, '<', "$serverroot/conf/httpd.conf" or return;
-    while (<$fh>) {
-        return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
-    }
-    return;
-}
-
 my $dir = Apache::Test::vars('t_logs') . '/plugin-errors';
-mkdir $dir;
-my $mpm = loaded_module('mpm_event_module');
-my $httpd = Apache::Test::vars('httpd');
 
 for my $case (@cases) {
     # lines before and after WebSocketHandler in the <Location>
     my ($name, $file, $init, $want, $before, $after) = @$case;
     $before //= '';
     $after //= '';
-    open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-    print $fh <<"CONF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:1
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LoadModule mpm_event_module "$mpm"
-LoadModule websocket_module "$module"
+    my ($status, $out) = httpd_config_test($dir, <<"CONF");
 <Location /ws>
     SetHandler websocket-handler
     $before
@@ -91,9 +70,6 @@ LoadModule websocket_module "$module"
     $after
 </Location>
 CONF
-    close $fh;
-    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
-    my $status = $?;
     ok !($status & 127), "$name: httpd -t did not crash"
         or diag "signal " . ($status & 127);
     if (defined $want) {

@@ -45,9 +45,12 @@ our @EXPORT_OK = qw(
     ws_frame ws_text ws_binary ws_close ws_ping ws_pong ws_continuation
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
-    error_log_path error_log_mark error_log_since error_log_wait
+    error_log_path error_log_mark error_log_since error_log_wait crash_lines
+    forensic_read forensic_ended
     server_hostport httpd_parent_pid send_expecting_status
-    children rss_kb fd_count snapshot rss_growth fd_growth describe
+    loaded_module httpd_config_test
+    children server_child rss_kb fd_count snapshot rss_growth fd_growth
+    describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -273,7 +276,9 @@ sub read_until {
     }
 }
 
-# Whatever arrives within $timeout (or until EOF), consumed.
+# Whatever arrives within $timeout (or until EOF), consumed.  A timeout
+# of 0 returns only what was already buffered: pass a small one (0.05) to
+# look at the socket.
 sub read_available {
     my ($self, $timeout) = @_;
     my $deadline = _deadline($timeout);
@@ -807,6 +812,35 @@ sub children {
     return sort { $a <=> $b } @kids;
 }
 
+# server_child($c) -> pid of the httpd child that holds the server's end of
+# the connection $c (found through /proc/net/tcp* and the children's
+# descriptors), or undef
+sub server_child {
+    my $c = shift;
+    my ($cport, $sport) = ($c->sock->sockport, $c->sock->peerport);
+    my $inode;
+    for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $table or next;
+        while (<$fh>) {
+            my @f = split;
+            next unless @f > 9 && $f[1] =~ /:([0-9A-F]+)$/ && hex $1 == $sport
+                && $f[2] =~ /:([0-9A-F]+)$/ && hex $1 == $cport;
+            $inode = $f[9];
+            last;
+        }
+        last if $inode;
+    }
+    return unless $inode;
+    for my $pid (children()) {
+        opendir my $d, "/proc/$pid/fd" or next;
+        for my $fd (readdir $d) {
+            my $target = readlink "/proc/$pid/fd/$fd";
+            return $pid if defined $target && $target eq "socket:[$inode]";
+        }
+    }
+    return;
+}
+
 # VmRSS of $pid in kB, or undef
 sub rss_kb {
     my $pid = shift;
@@ -880,6 +914,50 @@ sub send_expecting_status {
     return ($c, $res, $head);
 }
 
+# ----------------------------------------------------------------------
+# private configurations
+
+# loaded_module('mpm_event_module') -> the file the Apache::Test
+# configuration loads that module from, else Debian's
+# /usr/lib/apache2/modules/mod_mpm_event.so
+sub loaded_module {
+    my $name = shift;
+    my $conf = Apache::Test::vars('serverroot') . '/conf/httpd.conf';
+    if (open my $fh, '<', $conf) {
+        while (<$fh>) {
+            return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
+        }
+    }
+    (my $file = $name) =~ s/_module$//;
+    return "/usr/lib/apache2/modules/mod_$file.so";
+}
+
+# httpd_config_test($dir, $body) -> ($wait_status, $output) of "httpd -t"
+# on a minimal configuration in $dir (created if need be) that loads
+# mpm_event and the built mod_websocket, followed by $body.
+sub httpd_config_test {
+    my ($dir, $body) = @_;
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $module = "$serverroot/../.libs/mod_websocket.so";
+    my $mpm = loaded_module('mpm_event_module');
+    mkdir $dir;
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:1
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+LoadModule mpm_event_module "$mpm"
+LoadModule websocket_module "$module"
+$body
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
+    return ($?, $out);
+}
+
 # the test server's parent process id (from t/logs/httpd.pid), or undef
 sub httpd_parent_pid {
     my $f = Apache::Test::vars('t_logs') . '/httpd.pid';
@@ -933,6 +1011,53 @@ sub error_log_wait {
     return @l;
 }
 
+# ForensicLog (t/conf/extra.conf.in): a request that carries the header
+# "X-Test-Tag: TAG" is logged as "+ID|GET ...|...X-Test-Tag:TAG..." once
+# its headers have been read, and as "-ID" when it ends.
+
+# forensic_read(@tags) -> the ForensicLog id of each tagged request (in the
+# order of @tags) once the server has read all of them, or () if that has
+# not happened within 5 s
+sub forensic_read {
+    my @tags = @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    my $deadline = Time::HiRes::time() + 5;
+    while (1) {
+        my %id;
+        if (open my $fh, '<', $log) {
+            while (<$fh>) {
+                $id{$2} = $1 if /^\+([^|]+)\|.*\|X-Test-Tag:([^|\s]+)/;
+            }
+        }
+        return map { $id{$_} } @tags unless grep { !$id{$_} } @tags;
+        return if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+# forensic_ended(@ids) -> how many of the requests @ids have ended
+sub forensic_ended {
+    my %want = map { $_ => 1 } @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    open my $fh, '<', $log or return 0;
+    my $n = 0;
+    while (<$fh>) {
+        $n++ if /^-(\S+)$/ && $want{$1};
+    }
+    return $n;
+}
+
+# Lines since $mark that say an httpd child crashed (the parent logs
+# "exit signal ..." when it reaps one, within about a second: this waits
+# up to $timeout seconds, default 2, for such a line) or that a sanitizer
+# or the C library objected.
+sub crash_lines {
+    my ($mark, $timeout) = @_;
+    return error_log_wait($mark,
+        qr/exit signal|Segmentation fault|AddressSanitizer|runtime error|double free|corrupted/,
+        timeout => defined $timeout ? $timeout : 2, settle => 0);
+}
+
 1;
 
 # ----------------------------------------------------------------------
@@ -975,6 +1100,65 @@ sub open6455 {
     }
     $c->{handshake} = $r;
     return $c;
+}
+
+# $c->flood_until_closed(%opt): writes first => BYTES (if given) and then
+# flood => BYTES over and over, with no pause in between, as fast as the
+# server takes them (the socket's send buffer stays full), while reading
+# what the server sends, until the server ends the connection (EOF, or a
+# reset) or timeout => SECONDS (default 20) have passed; started => CODE
+# is called once after the first write.  Plain connections only.  Returns
+# { ended => 0|1, how => 'EOF'|error text, close => the first close frame
+# received (or undef), close_at and end_at => times, written => bytes }.
+sub flood_until_closed {
+    my ($self, %o) = @_;
+    croak 'flood_until_closed: plain connections only' if $self->{ssl};
+    my $bytes = $o{flood};
+    my $timeout = defined $o{timeout} ? $o{timeout} : 20;
+    my $started = $o{started};
+    my $out = (defined $o{first} ? $o{first} : '') . $bytes;
+    my $off = 0;
+    my $sock = $self->{sock};
+    my $deadline = _deadline($timeout);
+    my %r = (ended => 0, written => 0);
+    local $SIG{PIPE} = 'IGNORE';
+    $sock->blocking(0);
+    while (!$r{ended} && (my $left = $deadline - Time::HiRes::time()) > 0) {
+        my $rin = '';
+        vec($rin, fileno $sock, 1) = 1;
+        my ($rout, $wout) = ($rin, $rin);
+        next unless select($rout, $wout, undef, $left) > 0;
+        if (vec $rout, fileno $sock, 1) {
+            my $n = sysread $sock, my $chunk, 65536;
+            if (defined $n && $n > 0) {
+                $self->{buf} .= $chunk;
+                while (my $f = ws_parse_frame(\$self->{buf})) {
+                    next if $r{close} || $f->{opcode} != OP_CLOSE;
+                    @r{qw(close close_at)} = ($f, Time::HiRes::time());
+                }
+            }
+            elsif (defined $n || ($! != EAGAIN && $! != EINTR)) {
+                @r{qw(ended how)} = (1, defined $n ? 'EOF' : "$!");
+            }
+        }
+        if (!$r{ended} && vec $wout, fileno $sock, 1) {
+            my $n = syswrite $sock, $out, length($out) - $off, $off;
+            if (defined $n) {
+                $r{written} += $n;
+                ($out, $off) = ($bytes, 0)
+                    if ($off += $n) == length $out;
+                $started->() if $started;
+                $started = undef;
+            }
+            elsif ($! != EAGAIN && $! != EINTR) {
+                @r{qw(ended how)} = (1, "$!");
+            }
+        }
+    }
+    $r{end_at} = Time::HiRes::time() if $r{ended};
+    $self->{eof} = 1 if $r{ended};
+    $sock->blocking(1);
+    return \%r;
 }
 
 # ws_close_frame_info($frame) -> { code (undef: empty payload), reason }

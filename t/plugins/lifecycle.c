@@ -1,13 +1,19 @@
 /* Licensed under the Apache License, Version 2.0.
  *
  * lifecycle: a test-only plugin (t/hostile.t, t/restart.t, t/lifecycle.t,
- * t/flow_control.t and the loop tests).  It echoes like the echo plugin
- * (send results ignored) and logs every callback at level notice, with
- * the client's port as the connection's id:
+ * t/flow_control.t, t/timers.t and the loop tests).  It echoes like the
+ * echo plugin (send results ignored) and logs every callback at level
+ * notice, with the client's port as the connection's id:
  *
  *     lifecycle: on_open <id>
  *     lifecycle: on_close <code> (id <id>)
  *     lifecycle: on_disconnect <id>
+ *
+ * on_disconnect logs every call: the connection's state is not freed
+ * there but by a cleanup of the connection's pool (registered in
+ * on_connect; the module destroys that pool after on_disconnect), so
+ * that a second call (a bug the tests look for) is counted instead of
+ * crashing the child.
  *
  * Send results are logged as "status <n> (<name>)": 0 WEBSOCKET_SEND_OK,
  * 1 WEBSOCKET_SEND_FULL, 2 WEBSOCKET_SEND_CLOSED (followed by
@@ -33,6 +39,15 @@
  *                      than APR_POLLIN it sends "watch events <n>".
  *   "loopid"           answers "loop <tid>", the id of the thread running
  *                      the callback (the kernel's thread id on Linux).
+ *   "close"            calls server->close(conn, 1000, "as asked") at once,
+ *                      in on_message.
+ *   "slow N"           from then on, every message of this connection
+ *                      takes the plugin N microseconds (it sleeps in
+ *                      on_message, before handling it): a client can then
+ *                      send faster than it is served.  The sleep blocks
+ *                      the loop thread, so the other connections of that
+ *                      loop wait too (a test plugin may; a real one must
+ *                      not).
  *
  * From a thread of the plugin's own (a plain APR thread; conn retained):
  *
@@ -59,6 +74,14 @@
  *                      "lifecycle: post-after-gone <id>: status <n>
  *                      (<text>)" (fn would log "lifecycle: post-after-gone
  *                      <id>: fn ran").
+ *   "subprotocol-after-gone"
+ *                      the thread waits until the cleanup of the
+ *                      connection's pool has run (after on_disconnect;
+ *                      the upgrade request's pool is long gone), then
+ *                      calls server->subprotocol on the retained
+ *                      connection and logs
+ *                      "lifecycle: subprotocol-after-gone <id>: '<name>'"
+ *                      ('' for none).
  *   "flood-me N"       the thread sends N text messages of 1 KiB
  *                      ("<i>:fff...") and stops at the first one refused
  *                      (WEBSOCKET_SEND_FULL is not a refusal: the message
@@ -68,7 +91,11 @@
  *                      "lifecycle: flood <id>: sent <k> of <N>: status
  *                      <n> (<name>)[ APR_ECONNABORTED], <f> full" where
  *                      status is that of the refused send (0 if none was)
- *                      and <f> counts the sends that answered FULL.
+ *                      and <f> counts the sends that answered FULL.  When
+ *                      a send was refused it then logs "lifecycle: flood
+ *                      <id>: <p> bytes pending before the failed send",
+ *                      <p> being server->pending() read just before that
+ *                      send (only this thread adds to the queue).
  *   "pause N"          calls server->pause_reading(conn, 1) on the loop,
  *                      answers "paused", and starts a thread that, N
  *                      seconds later (or at on_disconnect), posts to the
@@ -81,7 +108,8 @@
  * Threads are joinable APR threads with pools of their own; finished ones
  * are joined (and their pools freed) whenever a new one starts.  Timers
  * and watches end with the connection (the module ends them); the plugin
- * frees what it keeps for them in on_disconnect.
+ * frees what it keeps for them in on_disconnect (emptying its lists, so
+ * that a second call finds nothing to free).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -111,16 +139,19 @@ typedef struct lc_tick lc_tick;
 typedef struct lc_watch lc_watch;
 
 /* Per-connection state, shared with the threads the connection started:
- * freed at the last unref. */
+ * one reference is the connection pool's (dropped by its cleanup), one
+ * each thread's; freed at the last unref. */
 typedef struct lc_state {
     apr_pool_t *pool;
     apr_thread_mutex_t *mutex;
     apr_thread_cond_t *cond;
-    int disconnected;
+    int disconnected;                  /* on_disconnect has run */
+    int conn_pool_gone;                /* the connection's pool cleanup */
     apr_uint32_t refs;
     unsigned int id;                   /* client port */
     server_rec *s;                     /* for logging off the loop */
     /* Loop only: */
+    long slow_usec;                    /* "slow N" */
     lc_tick *ticks;                    /* "every N" timers still running */
     lc_watch *watches;                 /* "watch" watches not yet fired */
 } lc_state;
@@ -299,21 +330,38 @@ static void lc_start_job(const websocket_server *server, websocket_conn *conn,
     }
 }
 
+/* Sets *flag (one of st's) and wakes the threads waiting for it. */
+static void lc_signal(lc_state *st, int *flag)
+{
+    apr_thread_mutex_lock(st->mutex);
+    *flag = 1;
+    apr_thread_cond_broadcast(st->cond);
+    apr_thread_mutex_unlock(st->mutex);
+}
+
+/* Waits until *flag (one of st's) is set or timeout has passed; non-zero
+ * when it is set. */
+static int lc_wait_for(lc_state *st, const int *flag,
+                       apr_interval_time_t timeout)
+{
+    apr_time_t deadline = apr_time_now() + timeout;
+    int set;
+
+    apr_thread_mutex_lock(st->mutex);
+    while (!*flag && apr_time_now() < deadline) {
+        apr_thread_cond_timedwait(st->cond, st->mutex,
+                                  apr_time_from_msec(200));
+    }
+    set = *flag;
+    apr_thread_mutex_unlock(st->mutex);
+    return set;
+}
+
 /* Waits until on_disconnect has run or timeout has passed; non-zero when
  * the connection is gone. */
 static int lc_wait_disconnect(lc_state *st, apr_interval_time_t timeout)
 {
-    apr_time_t deadline = apr_time_now() + timeout;
-    int gone;
-
-    apr_thread_mutex_lock(st->mutex);
-    while (!st->disconnected && apr_time_now() < deadline) {
-        apr_thread_cond_timedwait(st->cond, st->mutex,
-                                  apr_time_from_msec(200));
-    }
-    gone = st->disconnected;
-    apr_thread_mutex_unlock(st->mutex);
-    return gone;
+    return lc_wait_for(st, &st->disconnected, timeout);
 }
 
 /* Posted by send-after-gone: must never run. */
@@ -359,6 +407,32 @@ static void lc_send_after_gone(lc_job *job)
     ap_log_error(LC_NOTICE, 0, st->s, "lifecycle: post-after-gone %u: "
                  "status %d (%s)", st->id, prv,
                  apr_strerror(prv, err, sizeof(err)));
+}
+
+/* "subprotocol-after-gone": waits (at most 60 s) until the connection's
+ * pool has been cleaned up, then asks for the subprotocol. */
+static void lc_subprotocol_after_gone(lc_job *job)
+{
+    lc_state *st = job->state;
+    const char *name;
+    char copy[64];
+    apr_size_t len;
+
+    if (!lc_wait_for(st, &st->conn_pool_gone, apr_time_from_sec(60))) {
+        ap_log_error(LC_NOTICE, 0, st->s, "lifecycle: subprotocol-after-"
+                     "gone %u: the connection did not end within 60 s",
+                     st->id);
+        return;
+    }
+    /* Read here, in the plugin (built with the sanitizers when the
+     * module is), rather than inside the logger. */
+    name = job->server->subprotocol(job->conn);
+    len = name ? strlen(name) : 0;
+    len = len < sizeof(copy) - 1 ? len : sizeof(copy) - 1;
+    memcpy(copy, name ? name : "", len);
+    copy[len] = '\0';
+    ap_log_error(LC_NOTICE, 0, st->s, "lifecycle: subprotocol-after-gone "
+                 "%u: '%s'", st->id, copy);
 }
 
 /* "pause N", on the loop: resumes reading. */
@@ -450,12 +524,13 @@ static void lc_flood(lc_job *job)
     char msg[1024];
     long i, full = 0;
     websocket_send_result rv = WEBSOCKET_SEND_OK;
+    apr_size_t pending = 0;
     int careless = 0;
 
     memset(msg, 'f', sizeof(msg));
     for (i = 0; i < job->count; i++) {
         apr_time_t since = apr_time_now();
-        apr_size_t pending, last = job->server->pending(job->conn);
+        apr_size_t last = job->server->pending(job->conn);
         int n;
 
         while (!careless
@@ -473,6 +548,10 @@ static void lc_flood(lc_job *job)
         }
         n = apr_snprintf(msg, sizeof(msg), "%ld:", i);
         msg[n] = 'f';
+        /* Only this thread adds to what is pending (the loop takes from
+         * it, adding at most a frame header per message it frames): read
+         * just before the send, for the log if the send is refused. */
+        pending = job->server->pending(job->conn);
         rv = job->server->send(job->conn, WEBSOCKET_TEXT, msg, sizeof(msg));
         if (rv == WEBSOCKET_SEND_FULL) {
             full++;             /* queued all the same */
@@ -486,6 +565,11 @@ static void lc_flood(lc_job *job)
                  "of %ld: status %d (%s)%s, %ld full", job->state->id, i,
                  job->count, (int)rv, lc_send_name(rv), lc_send_suffix(rv),
                  full);
+    if (rv != WEBSOCKET_SEND_OK) {
+        ap_log_error(LC_NOTICE, 0, job->state->s, "lifecycle: flood %u: %"
+                     APR_SIZE_T_FMT " bytes pending before the failed send",
+                     job->state->id, pending);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -702,6 +786,17 @@ static void lc_watch_start(const websocket_server *server,
 /* ------------------------------------------------------------------ */
 /* Callbacks                                                           */
 
+/* The connection's pool is cleaned up: on the loop, after on_disconnect
+ * (the upgrade request's pool went when on_open returned). */
+static apr_status_t lc_conn_pool_cleanup(void *data)
+{
+    lc_state *st = data;
+
+    lc_signal(st, &st->conn_pool_gone);
+    lc_state_unref(st);
+    return APR_SUCCESS;
+}
+
 static int lc_on_connect(const websocket_server *server, websocket_conn *conn)
 {
     request_rec *r = server->request(conn);
@@ -717,6 +812,10 @@ static int lc_on_connect(const websocket_server *server, websocket_conn *conn)
     st->s = server->server_rec_of(conn);
     apr_thread_mutex_create(&st->mutex, APR_THREAD_MUTEX_DEFAULT, pool);
     apr_thread_cond_create(&st->cond, pool);
+    /* The state's first reference: dropped when the connection's pool
+     * goes, not in on_disconnect. */
+    apr_pool_cleanup_register(r->connection->pool, st, lc_conn_pool_cleanup,
+                              apr_pool_cleanup_null);
     server->data_set(conn, st);
     if (server->subprotocol_count(conn) > 0) {
         server->subprotocol_set(conn, server->subprotocol_offered(conn, 0));
@@ -762,11 +861,23 @@ static void lc_on_message(const websocket_server *server,
     lc_state *st = lc_state_get(server, conn);
     long n;
 
+    if (st != NULL && st->slow_usec > 0) {
+        apr_sleep(st->slow_usec);
+    }
     if (st == NULL) {
         server->send(conn, type, data, len);
     }
     else if (lc_is(type, data, len, "send-after-gone")) {
         lc_start_job(server, conn, lc_send_after_gone, 0);
+    }
+    else if (lc_is(type, data, len, "subprotocol-after-gone")) {
+        lc_start_job(server, conn, lc_subprotocol_after_gone, 0);
+    }
+    else if (lc_is(type, data, len, "close")) {
+        server->close(conn, 1000, "as asked");
+    }
+    else if (lc_command(type, data, len, "slow ", &n)) {
+        st->slow_usec = n;
     }
     else if (lc_command(type, data, len, "flood-me ", &n)) {
         lc_start_job(server, conn, lc_flood, n);
@@ -818,8 +929,9 @@ static void lc_on_close(const websocket_server *server, websocket_conn *conn,
 }
 
 /* The module has ended the connection's timers and watches: free what
- * the plugin kept for them, tell the threads, drop the loop's
- * reference. */
+ * the plugin kept for them and tell the threads.  Logs every call and
+ * frees nothing a second call would touch: the lists are left empty, and
+ * the state itself goes with the connection's pool (lc_conn_pool_cleanup). */
 static void lc_on_disconnect(const websocket_server *server,
                              websocket_conn *conn)
 {
@@ -830,7 +942,6 @@ static void lc_on_disconnect(const websocket_server *server,
     if (st == NULL) {
         return;
     }
-    server->data_set(conn, NULL);
     while (st->ticks != NULL) {
         lc_tick *t = st->ticks;
 
@@ -843,11 +954,7 @@ static void lc_on_disconnect(const websocket_server *server,
         lc_watch_unlink(w);
         lc_watch_free(w);
     }
-    apr_thread_mutex_lock(st->mutex);
-    st->disconnected = 1;
-    apr_thread_cond_broadcast(st->cond);
-    apr_thread_mutex_unlock(st->mutex);
-    lc_state_unref(st);
+    lc_signal(st, &st->disconnected);
 }
 
 static websocket_plugin lc_plugin = {
