@@ -551,25 +551,25 @@ static const command_rec ws_cmds[] = {
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
     AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,
-                 WS_FIELD(compression), OR_FILEINFO,
+                 WS_FIELD(compression), WS_CONF,
                  "On (default): accept a client's permessage-deflate "
                  "(RFC 7692) offer; Off: negotiate no compression"),
     AP_INIT_TAKE1("WebSocketCompressionLevel", ws_cmd_compression_level,
-                  WS_FIELD(compression_level), OR_FILEINFO,
+                  WS_FIELD(compression_level), WS_CONF,
                   "zlib level of the messages the server sends, 1-9; 0: "
                   "send uncompressed, accept compressed (default 6)"),
     AP_INIT_TAKE1("WebSocketCompressionMaxWindowBits",
                   ws_cmd_compression_window,
-                  WS_FIELD(compression_window_bits), OR_FILEINFO,
+                  WS_FIELD(compression_window_bits), WS_CONF,
                   "largest LZ77 window, 8-15 bits, of the server's "
                   "compressor and of the client's where it lets the "
                   "server choose (default 15)"),
     AP_INIT_TAKE1("WebSocketCompressionMemLevel", ws_cmd_compression_mem,
-                  WS_FIELD(compression_mem_level), OR_FILEINFO,
+                  WS_FIELD(compression_mem_level), WS_CONF,
                   "zlib memLevel of the server's compressor, 1-9 "
                   "(default 8)"),
     AP_INIT_FLAG("WebSocketCompressionNoContextTakeover", ws_cmd_flag,
-                 WS_FIELD(compression_no_context), OR_FILEINFO,
+                 WS_FIELD(compression_no_context), WS_CONF,
                  "On: ask for server_ and client_no_context_takeover, so "
                  "that no zlib memory is kept between messages (default "
                  "Off)"),

@@ -14,6 +14,12 @@
  * Opening gives up on every connection not open yet when no handshake has
  * completed for the handshake timeout (-T): a server that stops accepting
  * fails the run instead of stalling it.
+ * -z offers permessage-deflate (RFC 7692) and fails a connection whose
+ * server does not accept it; the client then compresses what it sends
+ * (zlib, level -L) and inflates what comes back, and the report gives the
+ * frame bytes on the wire per message, each way.  -J sends compressible
+ * JSON-like text instead of random letters, each message from another
+ * place of 4 MiB of records.
  * The last line of output is "RESULT key=value ...", for scripts.
  */
 #define _GNU_SOURCE
@@ -53,6 +59,10 @@ static void usage(void)
         "  -m M     handshakes in progress at once (256)\n"
         "  -T SEC   handshake timeout per connection, and how long opening\n"
         "           goes on without one handshake completing (10)\n"
+        "  -z       offer permessage-deflate; fail connections without it\n"
+        "  -L N     zlib level of what the client compresses (1)\n"
+        "  -J       JSON-like compressible messages (default: random\n"
+        "           letters)\n"
         "  -v       print every failure\n");
     exit(2);
 }
@@ -143,7 +153,7 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
 {
     int ch;
 
-    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:v")) != -1) {
+    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:vzL:J")) != -1) {
         switch (ch) {
         case 'c': o->conns = atoi(optarg); break;
         case 'd': o->depth = atoi(optarg); break;
@@ -163,12 +173,16 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
         case 'm': o->max_connecting = atoi(optarg); break;
         case 'T': o->timeout = atof(optarg); break;
         case 'v': o->verbose = 1; break;
+        case 'z': o->deflate = 1; break;
+        case 'L': o->level = atoi(optarg); break;
+        case 'J': o->json = 1; break;
         default: usage();
         }
     }
     if (optind != argc - 1 || parse_url(o, argv[optind]) < 0
         || o->conns < 1 || o->depth < 1 || o->max_connecting < 1
-        || (o->proto == PROTO_HIXIE76 && o->binary)) {
+        || (o->proto == PROTO_HIXIE76 && (o->binary || o->deflate))
+        || o->level < 0 || o->level > 9) {
         usage();
     }
 }
@@ -194,6 +208,31 @@ static int resolve(wsb_run *run)
     return 0;
 }
 
+/* -J: JSON-like records, the numbers random (no newline either). */
+static void json_pattern(unsigned char *p, size_t len)
+{
+    uint32_t x = 2463534242u;
+    size_t at = 0;
+
+    while (at < len) {
+        char rec[160];
+        int n;
+
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        n = snprintf(rec, sizeof(rec), "{\"id\":%u,\"user\":\"user%u\","
+                     "\"score\":%u,\"tags\":[\"alpha\",\"beta%u\"],"
+                     "\"active\":%s},", x % 1000000, x % 97, (x >> 8) % 10000,
+                     (x >> 4) % 7, (x & 1) ? "true" : "false");
+        if ((size_t)n > len - at) {
+            n = (int)(len - at);
+        }
+        memcpy(p + at, rec, (size_t)n);
+        at += (size_t)n;
+    }
+}
+
 /* Printable bytes (no newline: websocketd echoes lines), long enough for
  * the largest message at any of the 256 start offsets. */
 static int make_pattern(wsb_run *run)
@@ -203,9 +242,19 @@ static int make_pattern(wsb_run *run)
     size_t len = (run->o.size > 70000 ? run->o.size : 70000) + 256, i;
     uint32_t x = 2463534242u;
 
+    /* JSON: 4 MiB of records to take messages from, so that those in a
+     * deflate window are not copies of each other */
+    if (run->o.json) {
+        run->json_span = 4 * 1024 * 1024;
+        len += run->json_span;
+    }
     run->pattern = malloc(len);
     if (run->pattern == NULL) {
         return -1;
+    }
+    if (run->o.json) {
+        json_pattern(run->pattern, len);
+        return 0;
     }
     for (i = 0; i < len; i++) {
         x ^= x << 13;
@@ -485,6 +534,11 @@ static int report_bench(const wsb_run *run)
            (unsigned long long)run->errors);
     printf("  %llu messages: %.0f msg/s, %.2f MB/s echoed payload\n",
            (unsigned long long)run->msgs, rate, mbs);
+    printf("  on the wire per message: %.0f B from the server, %.0f B to "
+           "it (frames; %zu B of payload%s)\n",
+           run->msgs ? (double)run->wire_in / (double)run->msgs : 0,
+           run->msgs ? (double)run->wire_out / (double)run->msgs : 0,
+           run->o.size, run->o.deflate ? ", permessage-deflate" : "");
     printf("  latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
            p50, p99, p999);
     if (run->smoke_goal) {
@@ -492,9 +546,12 @@ static int report_bench(const wsb_run *run)
         printf("  smoke: %s\n", ok ? "ok" : "FAILED");
     }
     printf("RESULT mode=%s msg_s=%.1f mb_s=%.3f p50_ms=%.3f p99_ms=%.3f "
-           "p999_ms=%.3f open=%d failed=%d errors=%llu\n",
+           "p999_ms=%.3f open=%d failed=%d errors=%llu wire_in=%.1f "
+           "wire_out=%.1f\n",
            run->smoke_goal ? "smoke" : "bench", rate, mbs, p50, p99, p999,
-           run->n_open, run->n_failed, (unsigned long long)run->errors);
+           run->n_open, run->n_failed, (unsigned long long)run->errors,
+           run->msgs ? (double)run->wire_in / (double)run->msgs : 0,
+           run->msgs ? (double)run->wire_out / (double)run->msgs : 0);
     return ok ? 0 : 1;
 }
 
@@ -510,6 +567,7 @@ int main(int argc, char **argv)
     run.o.seconds = 5;
     run.o.max_connecting = 256;
     run.o.timeout = 10;
+    run.o.level = 1;
     parse_options(&run.o, argc, argv);
     if (setup(&run) < 0) {
         return 2;

@@ -39,6 +39,12 @@ my %line = (
     WebSocketIdleTimeout      => 'WebSocketIdleTimeout 0',
     WebSocketPingInterval     => 'WebSocketPingInterval 0',
     WebSocketCloseTimeout     => 'WebSocketCloseTimeout 1000',
+    WebSocketCompression      => 'WebSocketCompression On',
+    WebSocketCompressionLevel => 'WebSocketCompressionLevel 9',
+    WebSocketCompressionMaxWindowBits => 'WebSocketCompressionMaxWindowBits 15',
+    WebSocketCompressionMemLevel => 'WebSocketCompressionMemLevel 9',
+    WebSocketCompressionNoContextTakeover =>
+        'WebSocketCompressionNoContextTakeover Off',
 );
 
 # the directives the module declares (its command table)
