@@ -25,23 +25,9 @@ my $ROUNDS = 10;
 my $PER_ROUND = 6;
 
 my $serverroot = Apache::Test::vars('serverroot');
-my $dir = Apache::Test::vars('t_logs') . '/mpm-accounting';
-mkdir $dir;
-unlink "$dir/error_log", "$dir/httpd.pid";
-my $port = unused_port();
-
-open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-printf $fh <<'CONF', $dir, $port, $dir, $dir, $dir, loaded_module('mpm_event_module'), loaded_module('authz_core_module'), "$serverroot/../.libs/mod_websocket.so", "$serverroot/../modules/echo/.libs/mod_websocket_echo.so";
-# written by t/mpm_accounting.t
-ServerRoot "%s"
-ServerName 127.0.0.1
-Listen 127.0.0.1:%d
-PidFile "%s/httpd.pid"
-ErrorLog "%s/error_log"
-DefaultRuntimeDir "%s"
-LogLevel info
-LoadModule mpm_event_module "%s"
-LoadModule authz_core_module "%s"
+my $h = private_httpd(name => 'mpm-accounting', conf => <<"CONF");
+LoadModule mpm_event_module "@{[loaded_module('mpm_event_module')]}"
+LoadModule authz_core_module "@{[loaded_module('authz_core_module')]}"
 StartServers 1
 ServerLimit 1
 ThreadsPerChild 4
@@ -49,37 +35,17 @@ MaxRequestWorkers 4
 MinSpareThreads 1
 MaxSpareThreads 4
 AsyncRequestWorkerFactor 1
-LoadModule websocket_module "%s"
+LoadModule websocket_module "$serverroot/../.libs/mod_websocket.so"
 <Location /echo>
     SetHandler websocket-handler
-    WebSocketHandler "%s" echo_init
+    WebSocketHandler "$serverroot/../modules/echo/.libs/mod_websocket_echo.so" echo_init
     Require all granted
 </Location>
 CONF
-close $fh;
+END { $h->stop if $h }
+my ($dir, $port) = ($h->dir, $h->port);
 
-my $httpd = Apache::Test::vars('httpd');
-my $pid = fork;
-die "fork: $!" unless defined $pid;
-if (!$pid) {
-    open STDOUT, '>>', "$dir/stdout";
-    open STDERR, '>>', "$dir/stdout";
-    { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
-    POSIX::_exit(127);
-}
-END {
-    if ($pid) {
-        kill 'TERM', $pid;
-        waitpid $pid, 0;
-    }
-}
-
-my $up;
-for (1 .. 100) {
-    $up = WSTest->open6455(host => '127.0.0.1', port => $port,
-                           path => '/echo', timeout => 2) and last;
-    Time::HiRes::sleep(0.2);
-}
+my $up = $h->wait_up(path => '/echo');
 ok $up, "a private httpd that accepts 8 connections, on port $port"
     or diag `cat $dir/stdout $dir/error_log 2>/dev/null`;
 $up->send(ws_close(1000)) if $up;

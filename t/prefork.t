@@ -70,34 +70,19 @@ sub ppid_of {
     return $stat =~ /\) \S+ (\d+) / ? $1 : undef;
 }
 
-my $parent;
+my $private;
 END {
-    if ($parent && kill 0, $parent) {
-        kill 'TERM', $parent;
-        my $until = now() + 10;
-        Time::HiRes::sleep(0.1)
-            while waitpid($parent, POSIX::WNOHANG()) == 0 && now() < $until;
-    }
+    $private->stop if $private;
     kill 'KILL', our_processes() if our_processes();
 }
 
-mkdir $dir;
-unlink "$dir/error_log", "$dir/httpd.pid", "$dir/stdout";
-my $port = unused_port();
 my $mpm_dir = dirname(module_so('mpm_event_module', 'mod_mpm_event.so'));
 my $prefork = "$mpm_dir/mod_mpm_prefork.so";
 my $authn = module_so('authn_core_module', 'mod_authn_core.so');
 my $authz = module_so('authz_core_module', 'mod_authz_core.so');
-open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-print $fh <<"CONF";
-# written by t/prefork.t: a private httpd with mpm_prefork
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LogLevel info
-DefaultRuntimeDir "$dir"
+# a process group of its own: prefork's parent ends by sending SIGTERM to
+# its whole group
+$private = private_httpd(name => 'prefork', setsid => 1, conf => <<"CONF");
 LoadModule mpm_prefork_module "$prefork"
 LoadModule authn_core_module "$authn"
 LoadModule authz_core_module "$authz"
@@ -117,36 +102,20 @@ LoadModule websocket_module "$module"
     Require all granted
 </Location>
 CONF
-close $fh;
+my ($port, $parent) = ($private->port, $private->pid);
 
 my $v = `"$httpd" -V -d "$dir" -f "$dir/httpd.conf" 2>&1`;
 like $v, qr/^Server MPM:\s+prefork\s*$/m, 'httpd -V: Server MPM: prefork'
     or diag $v;
 
-$parent = fork;
-die "fork: $!" unless defined $parent;
-if (!$parent) {
-    # a process group of its own: prefork's parent ends by sending SIGTERM
-    # to its whole group
-    POSIX::setsid();
-    open STDOUT, '>>', "$dir/stdout";
-    open STDERR, '>>', "$dir/stdout";
-    { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
-    POSIX::_exit(127);
-}
-
 my %co = (host => '127.0.0.1', port => $port);
-my $up = 0;
-my $deadline = now() + 20;
-while (!$up && now() < $deadline) {
-    if (my $p = WSTest->connect(%co, timeout => 2)) {
-        $p->send("GET /nothing HTTP/1.0\r\n\r\n");
-        my $res = parse_head($p->read_head(5));
-        $up = 1 if $res && $res->{status} == 404;
-    }
-    last if waitpid($parent, POSIX::WNOHANG()) == $parent;
-    Time::HiRes::sleep(0.2) unless $up;
-}
+my $deadline;
+my $up = $private->wait_up(probe => sub {
+    my $p = WSTest->connect(%co, timeout => 2) or return;
+    $p->send("GET /nothing HTTP/1.0\r\n\r\n");
+    my $res = parse_head($p->read_head(5));
+    return $res && $res->{status} == 404;
+}) ? 1 : 0;
 ok $up, "a private httpd with mpm_prefork answers HTTP on port $port"
     or diag `cat $dir/stdout $dir/error_log 2>/dev/null`;
 
@@ -264,7 +233,6 @@ while (now() < $deadline) {
 }
 ok $exited && $status == 0, 'SIGTERM stops httpd (status 0) within 15 s'
     or diag 'status ' . ($status // 'none');
-$parent = undef if $exited;
 my @left = our_processes();
 $deadline = now() + 5;
 while (@left && now() < $deadline) {

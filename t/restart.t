@@ -24,7 +24,6 @@ use FindBin ();
 use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
-use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes ();
 use WSTest qw(:all);
@@ -178,42 +177,15 @@ sub collect_closes {
 # ---------------------------------------------------------------------
 # 2. graceful stop of a private httpd (16 tests)
 
-my $private_pid;
-END {
-    if ($private_pid && kill 0, $private_pid) {
-        kill 'TERM', $private_pid;
-        waitpid $private_pid, 0;
-    }
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, Proto => 'tcp', ReuseAddr => 1)
-        or die "cannot find a free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
+my $private;
+END { $private->stop if $private }
 
 {
-    my $dir = Apache::Test::vars('t_logs') . '/graceful-stop';
-    mkdir $dir;
-    unlink "$dir/error_log", "$dir/httpd.pid";
-    my $port = free_port();
     my $module = "$serverroot/../.libs/mod_websocket.so";
     my $mpm = loaded_module('mpm_event_module');
     my $authn = loaded_module('authn_core_module');
     my $authz = loaded_module('authz_core_module');
-    open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-    print $fh <<"CONF";
-# written by t/restart.t: a private httpd for the graceful-stop test
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LogLevel info
-DefaultRuntimeDir "$dir"
+    $private = private_httpd(name => 'graceful-stop', conf => <<"CONF");
 LoadModule mpm_event_module "$mpm"
 LoadModule authn_core_module "$authn"
 LoadModule authz_core_module "$authz"
@@ -229,29 +201,12 @@ LoadModule websocket_module "$module"
     Require all granted
 </Location>
 CONF
-    close $fh;
-
-    my $httpd = Apache::Test::vars('httpd');
-    $private_pid = fork;
-    die "fork: $!" unless defined $private_pid;
-    if (!$private_pid) {
-        open STDOUT, '>>', "$dir/stdout";
-        open STDERR, '>>', "$dir/stdout";
-        { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
-        POSIX::_exit(127);
-    }
+    my ($dir, $port, $private_pid) = ($private->dir, $private->port, $private->pid);
 
     # wait until it answers
-    my $up = 0;
-    my $deadline = Time::HiRes::time() + 20;
-    while (!$up && Time::HiRes::time() < $deadline) {
-        my $c = WSTest->open6455(host => '127.0.0.1', port => $port,
-                                 path => '/lifecycle', timeout => 2);
-        $up = 1 if $c;
-        $c->send(ws_close(1000)) if $c;
-        Time::HiRes::sleep(0.2) unless $up;
-        last if waitpid($private_pid, POSIX::WNOHANG()) == $private_pid;
-    }
+    my $c = $private->wait_up(path => '/lifecycle');
+    my $up = $c ? 1 : 0;
+    $c->send(ws_close(1000)) if $c;
     ok $up, "a private httpd (mpm_event, GracefulShutdownTimeout 5) on port $port"
         or diag `cat $dir/stdout $dir/error_log 2>/dev/null`;
 
@@ -283,7 +238,6 @@ CONF
         }
         ok defined $exited, 'httpd exits within GracefulShutdownTimeout + 5 s'
             or diag 'still running after 10 s';
-        $private_pid = undef if defined $exited;
         is $status, 0, 'with status 0';
         note sprintf 'closes after %.1fs, exit after %s s', $took // -1,
             defined $exited ? sprintf('%.1f', $exited) : 'never';

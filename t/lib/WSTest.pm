@@ -31,6 +31,7 @@ use Errno qw(EAGAIN EINTR EWOULDBLOCK);
 use IO::Select ();
 use IO::Socket::INET ();
 use MIME::Base64 ();
+use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes ();
 
@@ -1368,6 +1369,105 @@ sub open_many {
     push @errors, 'not started' for $started + 1 .. $n;
     return (\@done, \@errors);
 }
+
+
+# ----------------------------------------------------------------------
+# private httpds: the tests that need an httpd of their own (another MPM,
+# other limits, one they stop) start it with these
+
+push @EXPORT_OK, qw(wait_up private_httpd);
+
+# wait_up(port => $port, path => '/echo', pid => $pid, secs => 20)
+# -> the first RFC 6455 connection to PATH that opens, tried every 0.2 s
+# for SECS seconds, else undef; probe => sub { ... } tries that instead
+# (until it returns true, which is returned). With pid, it gives up as
+# soon as that child has exited (and sets $? to its status).
+sub wait_up {
+    my %opt = @_;
+    my $probe = $opt{probe} || sub {
+        WSTest->open6455(host => '127.0.0.1', port => $opt{port},
+                         path => $opt{path}, timeout => 2);
+    };
+    my $deadline = Time::HiRes::time() + ($opt{secs} || 20);
+    while (Time::HiRes::time() < $deadline) {
+        my $up = $probe->();
+        return $up if $up;
+        return if $opt{pid} && waitpid($opt{pid}, POSIX::WNOHANG()) == $opt{pid};
+        Time::HiRes::sleep(0.2);
+    }
+    return;
+}
+
+# private_httpd(name => 'prefork', conf => $text, setsid => 1) -> a
+# WSTest::PrivateHttpd: writes t/logs/NAME/httpd.conf (ServerRoot, a free
+# port to Listen on, PidFile, ErrorLog, DefaultRuntimeDir, LogLevel info,
+# then $text: the MPM, the modules and the rest) and starts
+# "httpd -D FOREGROUND" on it, its output in t/logs/NAME/stdout (setsid:
+# in a session and process group of its own). ->port, ->dir, ->pid,
+# ->wait_up(path => ... or probe => ...) as wait_up() above, ->stop.
+sub private_httpd {
+    my %opt = @_;
+    my $dir = Apache::Test::vars('t_logs') . "/$opt{name}";
+    mkdir $dir;
+    unlink "$dir/error_log", "$dir/httpd.pid", "$dir/stdout";
+    my $port = unused_port();
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+# written by $0: a private httpd
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+DefaultRuntimeDir "$dir"
+LogLevel info
+$opt{conf}
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        POSIX::setsid() if $opt{setsid};
+        open STDOUT, '>>', "$dir/stdout";
+        open STDERR, '>>', "$dir/stdout";
+        { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
+        POSIX::_exit(127);
+    }
+    return bless { dir => $dir, port => $port, pid => $pid },
+                 'WSTest::PrivateHttpd';
+}
+
+package WSTest::PrivateHttpd;
+
+sub dir  { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+
+sub wait_up {
+    my ($self, %opt) = @_;
+    return WSTest::wait_up(port => $self->{port}, pid => $self->{pid}, %opt);
+}
+
+# ->stop($secs): SIGTERM unless it has been reaped already, then waits
+# up to $secs (10) seconds for it to exit; true once it has. It leaves $?
+# alone (an END block's $? is the test's exit status).
+sub stop {
+    my ($self, $secs) = @_;
+    local $?;
+    my $pid = $self->{pid};
+    my $w = waitpid($pid, POSIX::WNOHANG());
+    return 1 if $w != 0;                        # exited, or reaped before
+    kill 'TERM', $pid;
+    my $until = Time::HiRes::time() + ($secs || 10);
+    while (Time::HiRes::time() < $until) {
+        return 1 if waitpid($pid, POSIX::WNOHANG()) != 0;
+        Time::HiRes::sleep(0.1);
+    }
+    return 0;
+}
+
+package WSTest;
 
 1;
 # --- end event loop helpers ---
