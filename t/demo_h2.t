@@ -51,12 +51,7 @@ END {
     }
 }
 
-my $up;
-for (1 .. 100) {
-    $up = WSTest->open6455(host => '127.0.0.1', port => $port,
-                           path => '/echo', timeout => 2) and last;
-    Time::HiRes::sleep(0.2);
-}
+my $up = wait_up(port => $port, path => '/echo');
 ok $up, "the demo serves /echo over HTTP/1.1 on port $port"
     or diag `cat $log`;
 if ($up) {

@@ -517,8 +517,6 @@ sub proc_cpu {
     print $fh "#!/bin/sh\n";
     close $fh;
     chmod 0644, $plain;
-    my $mpm = loaded_module('mpm_event_module');
-    my $httpd = Apache::Test::vars('httpd');
     my @cases = (
         ['a good location', 'Command cat', undef],
         ['no Command', 'Mode lines', qr/exec: missing "WebSocketOption Command program"/],
@@ -548,24 +546,14 @@ sub proc_cpu {
     );
     for my $case (@cases) {
         my ($name, $options, $want) = @$case;
-        open my $conf, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-        print $conf <<"CONF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:1
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LoadModule mpm_event_module "$mpm"
-LoadModule websocket_module "$serverroot/../.libs/mod_websocket.so"
+        my ($wait, $out) = httpd_config_test($dir, <<"CONF");
 <Location /ws>
     SetHandler websocket-handler
     WebSocketHandler "$serverroot/../modules/exec/.libs/mod_websocket_exec.so" exec_init
     WebSocketOption $options
 </Location>
 CONF
-        close $conf;
-        my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
-        my $status = $? >> 8;
+        my $status = $wait >> 8;
         if (defined $want) {
             isnt $status, 0, "httpd -t: $name fails";
             like $out, $want, "httpd -t: $name: the reason" or diag $out;

@@ -683,16 +683,8 @@ SKIP: {
 # Bad WebSocketOptions are configuration errors, found by "httpd -t"
 {
     my $serverroot = Apache::Test::vars('serverroot');
-    my $module = "$serverroot/../.libs/mod_websocket.so";
     my $plugin = Cwd::realpath("$serverroot/../modules/tcp_proxy/.libs/"
                                . 'mod_websocket_tcp_proxy.so');
-    my $httpd = Apache::Test::vars('httpd');
-    my $mpm;
-    if (open my $fh, '<', "$serverroot/conf/httpd.conf") {
-        while (<$fh>) {
-            $mpm = $1 if /LoadModule\s+mpm_event_module\s+"?([^"\s]+)/;
-        }
-    }
     my $dir = Apache::Test::vars('t_logs') . '/plugin-proxy-config';
     mkdir $dir;
     my @cases = (
@@ -712,24 +704,12 @@ SKIP: {
     );
     for my $case (@cases) {
         my ($name, $options, $want) = @$case;
-        open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-        print $fh <<"CONF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:1
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LoadModule mpm_event_module "$mpm"
-LoadModule websocket_module "$module"
-<Location /ws>
-    SetHandler websocket-handler
-    WebSocketHandler "$plugin" tcp_proxy_init
-CONF
-        print $fh "    WebSocketOption $_\n" for @$options;
-        print $fh "</Location>\n";
-        close $fh;
-        my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
-        my $status = $?;
+        my ($status, $out) = httpd_config_test($dir, join '',
+            "<Location /ws>\n",
+            "    SetHandler websocket-handler\n",
+            "    WebSocketHandler \"$plugin\" tcp_proxy_init\n",
+            (map { "    WebSocketOption $_\n" } @$options),
+            "</Location>");
         ok !($status & 127), "$name: httpd -t did not crash";
         if (defined $want) {
             isnt $status >> 8, 0, "$name: httpd -t fails";
