@@ -31,18 +31,7 @@ use Apache::Test qw(-withtestmore);
 use InteropTest qw(:all);
 use WSTest qw(:all);
 
-my $python = find_tool('WS_PYTHON3', '/usr/bin/python3');
-my $have_h2 = $python && system($python, '-c', 'import h2') == 0;
-my $cfg = Apache::Test::config();
-require_tools(
-    ['mod_http2 and the h2_websocket vhost', $cfg->{vhosts}{h2_websocket}
-        && Apache::Test::have_module('mod_http2.c'),
-     'apache2-bin; t/conf/inherit-modules.conf loads it'],
-    ['mod_ssl (the TLS vhost of Apache::Test)', $cfg->{vhosts}{mod_ssl},
-     'apache2-bin; t/conf/inherit-modules.conf loads it'],
-    ['/usr/bin/python3', $python, 'Debian package python3'],
-    ['the h2 module of /usr/bin/python3', $have_h2, 'Debian package python3-h2'],
-);
+my $python = require_h2_client();
 
 plan tests => 21;
 
