@@ -48,6 +48,9 @@
 
 #include "ws_engine.h"
 
+#define FUZZ_NAME "fuzz_frame"
+#include "fuzz/fuzz.h"
+
 #define MAX_SPLITS   16
 #define BYTEWISE_MAX 1024
 
@@ -71,48 +74,6 @@ static const apr_uint64_t max_messages[8] = {
 static const apr_size_t fragment_sizes[8] = { 0, 1, 2, 3, 125, 126, 200, 0 };
 
 static apr_pool_t *root;
-
-/* ------------------------------------------------------------------ */
-/* Byte buffer and failure                                             */
-
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->data = realloc(b->data, b->cap);
-        if (!b->data) {
-            abort();
-        }
-    }
-    if (n) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-}
-
-/* A log record: tag, a number, then len bytes. */
-static void log_rec(buf_t *b, char tag, long num, const void *p, size_t len)
-{
-    char head[64];
-    int n = snprintf(head, sizeof(head), "\n%c %ld %lu:", tag, num,
-                     (unsigned long)len);
-
-    buf_add(b, head, (size_t)n);
-    buf_add(b, p, len);
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "fuzz_frame: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond) do { if (!(cond)) die(#cond); } while (0)
 
 /* ------------------------------------------------------------------ */
 /* One run                                                             */
