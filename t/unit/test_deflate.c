@@ -872,49 +872,44 @@ static void test_rsv_misuse(void)
     rec_free(&r);
     /* ... and on hixie sessions the extension does not exist */
 
-    /* with it: RSV1 on control frames and continuations, RSV2, RSV3 */
-    in.len = 0;
-    client_frame(&in, 0xC9, "x", 1);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "RSV1 set on a control frame", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0xCA, "x", 1);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "RSV1 set on a control frame", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0xC8, "\x03\xe8", 2);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "RSV1 set on a control frame", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0x41, "\xf2\x48\xcd", 3);
-    client_frame(&in, 0xC0, "\xc9\xc9\x07\x00", 4);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "RSV1 set on a continuation frame", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0x01, "Hel", 3);
-    client_frame(&in, 0xC0, "lo", 2);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "RSV1 set on a continuation frame", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0xA1, "Hello", 5);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "reserved bit set", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0x91, "Hello", 5);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "reserved bit set", "");
-    rec_free(&r);
-    in.len = 0;
-    client_frame(&in, 0xE1, "\xf2\x48\xcd\xc9\xc9\x07\x00", 7);
-    FEED(&r, &su, &in);
-    CHECK_FAILED(&r, 1002, "reserved bit set", "");
-    rec_free(&r);
+    /* with it: RSV1 on control frames and continuations, RSV2, RSV3:
+     * one or two frames each */
+    {
+        static const struct {
+            int line;
+            int first[2];
+            const char *payload[2];
+            apr_size_t len[2];
+            const char *error;
+        } cases[] = {
+            { __LINE__, { 0xC9 }, { "x" }, { 1 },
+              "RSV1 set on a control frame" },
+            { __LINE__, { 0xCA }, { "x" }, { 1 },
+              "RSV1 set on a control frame" },
+            { __LINE__, { 0xC8 }, { "\x03\xe8" }, { 2 },
+              "RSV1 set on a control frame" },
+            { __LINE__, { 0x41, 0xC0 }, { "\xf2\x48\xcd", "\xc9\xc9\x07\x00" },
+              { 3, 4 }, "RSV1 set on a continuation frame" },
+            { __LINE__, { 0x01, 0xC0 }, { "Hel", "lo" }, { 3, 2 },
+              "RSV1 set on a continuation frame" },
+            { __LINE__, { 0xA1 }, { "Hello" }, { 5 }, "reserved bit set" },
+            { __LINE__, { 0x91 }, { "Hello" }, { 5 }, "reserved bit set" },
+            { __LINE__, { 0xE1 }, { "\xf2\x48\xcd\xc9\xc9\x07\x00" }, { 7 },
+              "reserved bit set" },
+        };
+        size_t i, f;
+
+        for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            in.len = 0;
+            for (f = 0; f < 2 && cases[i].payload[f]; f++) {
+                client_frame(&in, cases[i].first[f], cases[i].payload[f],
+                             cases[i].len[f]);
+            }
+            feed_all(&r, &su, &in, cases[i].line);
+            check_failed(&r, 1002, cases[i].error, "", cases[i].line);
+            rec_free(&r);
+        }
+    }
     /* an uncompressed message is still fine */
     in.len = 0;
     client_frame(&in, 0x81, "Hello", 5);
