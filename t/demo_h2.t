@@ -41,6 +41,13 @@ if (!$pid) {
     open STDOUT, '>', $log;
     open STDERR, '>&', \*STDOUT;
     chdir $top;
+    # "make test SANITIZE=1" built the module with ASan: the demo's httpd
+    # needs the runtime loaded first, as the test server gets it
+    if (($ENV{WS_SANITIZE} // '') eq '1') {
+        chomp(my $asan = `gcc -print-file-name=libasan.so`);
+        $ENV{LD_PRELOAD} = $asan;
+        $ENV{ASAN_OPTIONS} = 'detect_leaks=0';
+    }
     { exec 'scripts/demo', $port }
     POSIX::_exit(127);
 }
