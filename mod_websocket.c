@@ -11,17 +11,26 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "http_connection.h"
+#include "mpm_common.h"
 #include "util_filter.h"
 #include "apr_dso.h"
 #include "apr_strings.h"
 #include "apr_lib.h"
 #include "apr_uri.h"
 
+#include <unistd.h>
+#include <errno.h>
+
 #include "mod_websocket.h"
 
 module AP_MODULE_DECLARE_DATA websocket_module;
 
 #define WS_HANDLER_NAME "websocket-handler"
+/* Most loop threads per child. */
+#define WS_MAX_LOOPS 64
+
+static apr_array_header_t *ws_locations;
 
 /* Defaults (documented in README). */
 #define WS_DEFAULT_PROTOCOLS \
@@ -31,6 +40,11 @@ module AP_MODULE_DECLARE_DATA websocket_module;
 #define WS_DEFAULT_HANDSHAKE_TIMEOUT apr_time_from_sec(10)
 #define WS_DEFAULT_IDLE_TIMEOUT      apr_time_from_sec(600)
 #define WS_DEFAULT_CLOSE_TIMEOUT     apr_time_from_sec(5)
+#define WS_DEFAULT_COMPRESSION_LEVEL       6
+#define WS_DEFAULT_COMPRESSION_WINDOW_BITS 15
+#define WS_DEFAULT_COMPRESSION_MEM_LEVEL   8
+/* The permessage-deflate answer, from the handler to the 101. */
+#define WS_NOTE_EXTENSIONS "websocket-extensions"
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -49,6 +63,11 @@ static void *ws_create_dir_conf(apr_pool_t *p, char *dir)
     conf->idle_timeout = -1;
     conf->ping_interval = -1;
     conf->close_timeout = -1;
+    conf->compression = -1;
+    conf->compression_level = -1;
+    conf->compression_window_bits = -1;
+    conf->compression_mem_level = -1;
+    conf->compression_no_context = -1;
     return conf;
 }
 
@@ -74,6 +93,11 @@ static void *ws_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     WS_MERGE(idle_timeout, -1);
     WS_MERGE(ping_interval, -1);
     WS_MERGE(close_timeout, -1);
+    WS_MERGE(compression, -1);
+    WS_MERGE(compression_level, -1);
+    WS_MERGE(compression_window_bits, -1);
+    WS_MERGE(compression_mem_level, -1);
+    WS_MERGE(compression_no_context, -1);
     return conf;
 }
 
@@ -95,13 +119,19 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     WS_DEFAULT(idle_timeout, -1, WS_DEFAULT_IDLE_TIMEOUT);
     WS_DEFAULT(ping_interval, -1, 0);
     WS_DEFAULT(close_timeout, -1, WS_DEFAULT_CLOSE_TIMEOUT);
+    WS_DEFAULT(compression, -1, 1);
+    WS_DEFAULT(compression_level, -1, WS_DEFAULT_COMPRESSION_LEVEL);
+    WS_DEFAULT(compression_window_bits, -1,
+               WS_DEFAULT_COMPRESSION_WINDOW_BITS);
+    WS_DEFAULT(compression_mem_level, -1, WS_DEFAULT_COMPRESSION_MEM_LEVEL);
+    WS_DEFAULT(compression_no_context, -1, 0);
     return conf;
 }
 
-/* The size of a version 1 websocket_plugin: a plugin built against a
- * later header (with more fields) is at least this large.  A version 2
- * adds its own minimum here. */
-#define WS_PLUGIN_V1_SIZE \
+/* The size of a version 2 websocket_plugin: a plugin built against a
+ * later header (with more fields) is at least this large.  A later
+ * version adds its own minimum here. */
+#define WS_PLUGIN_V2_SIZE \
     (APR_OFFSETOF(websocket_plugin, destroy) \
      + sizeof(((websocket_plugin *)NULL)->destroy))
 
@@ -112,17 +142,18 @@ static const char *ws_plugin_problem(apr_pool_t *p,
     if (plugin == NULL) {
         return "the init function returned NULL";
     }
-    if (plugin->version < WEBSOCKET_PLUGIN_VERSION_1
+    if (plugin->version < WEBSOCKET_PLUGIN_VERSION_MIN
         || plugin->version > WEBSOCKET_PLUGIN_VERSION) {
         return apr_psprintf(p, "plugin API version %u is not supported "
-                            "(this module speaks 1 to %d)",
-                            plugin->version, WEBSOCKET_PLUGIN_VERSION);
+                            "(this module speaks %d to %d)",
+                            plugin->version, WEBSOCKET_PLUGIN_VERSION_MIN,
+                            WEBSOCKET_PLUGIN_VERSION);
     }
-    if (plugin->size < WS_PLUGIN_V1_SIZE) {
+    if (plugin->size < WS_PLUGIN_V2_SIZE) {
         return "the plugin struct is smaller than its version requires";
     }
-    if (plugin->on_message == NULL) {
-        return "the plugin has no on_message callback";
+    if (plugin->on_message == NULL && plugin->on_fragment == NULL) {
+        return "the plugin has neither on_message nor on_fragment";
     }
     return NULL;
 }
@@ -180,37 +211,139 @@ static const char *ws_cmd_handler(cmd_parms *cmd, void *dconf,
     loc = apr_pcalloc(cmd->pool, sizeof(*loc));
     loc->plugin = plugin;
     loc->file = file;
-    APR_RING_INIT(&loc->conns, websocket_conn, link);
-    if (apr_thread_mutex_create(&loc->mutex, APR_THREAD_MUTEX_DEFAULT,
-                                cmd->pool) != APR_SUCCESS) {
-        return "WebSocketHandler: cannot create a mutex";
-    }
+    loc->init_name = init;
+    loc->section_options = &conf->options;
+    loc->s = cmd->server;
     conf->loc = loc;
+    if (ws_locations == NULL) {
+        ws_locations = apr_array_make(cmd->pool, 8, sizeof(ws_location *));
+    }
+    APR_ARRAY_PUSH(ws_locations, ws_location *) = loc;
     return NULL;
 }
 
-/* Parse a size with an optional K/M/G suffix into *out (>= 0). */
+/* Every WebSocketHandler of the configuration being read (reset with
+ * each configuration pool). */
+static apr_status_t ws_locations_reset(void *unused)
+{
+    (void)unused;
+    ws_locations = NULL;
+    return APR_SUCCESS;
+}
+
+static int ws_pre_config(apr_pool_t *pconf, apr_pool_t *plog,
+                         apr_pool_t *ptemp)
+{
+    (void)plog;
+    (void)ptemp;
+    ws_locations = NULL;
+    apr_pool_cleanup_register(pconf, NULL, ws_locations_reset,
+                              apr_pool_cleanup_null);
+    return OK;
+}
+
+/* Once the whole configuration is read (and by "httpd -t"): each
+ * location's plugin checks its WebSocketOptions and sets up its
+ * context. */
+static int ws_check_config(apr_pool_t *pconf, apr_pool_t *plog,
+                           apr_pool_t *ptemp, server_rec *s)
+{
+    int i;
+
+    (void)plog;
+    (void)ptemp;
+    for (i = 0; ws_locations != NULL && i < ws_locations->nelts; i++) {
+        ws_location *loc = APR_ARRAY_IDX(ws_locations, i, ws_location *);
+        const char *error = NULL;
+        apr_table_t *options = *loc->section_options
+                               ? *loc->section_options
+                               : apr_table_make(pconf, 1);
+
+        if (loc->plugin->init_location == NULL) {
+            continue;
+        }
+        loc->data = loc->plugin->init_location(pconf, loc->s, options,
+                                               &error);
+        if (error != NULL) {
+            ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s,
+                         "WebSocketHandler %s %s: %s", loc->file,
+                         loc->init_name, error);
+            return HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+    return OK;
+}
+
+static void *ws_create_server_conf(apr_pool_t *p, server_rec *s)
+{
+    (void)s;
+    return apr_pcalloc(p, sizeof(ws_server_conf));
+}
+
+/* One loop thread per processor, within reason. */
+static int ws_default_loops(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+    return n < 1 ? 1 : (n > WS_MAX_LOOPS ? WS_MAX_LOOPS : (int)n);
+}
+
+static const char *ws_cmd_loops(cmd_parms *cmd, void *dconf, const char *arg)
+{
+    ws_server_conf *sconf = ap_get_module_config(cmd->server->module_config,
+                                                 &websocket_module);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+    char *end;
+    long n;
+
+    (void)dconf;
+    if (err != NULL) {
+        return err;
+    }
+    n = strtol(arg, &end, 10);
+    if (*end != '\0' || n < 1 || n > WS_MAX_LOOPS) {
+        return apr_psprintf(cmd->pool, "WebSocketLoopThreads: '%s' is not "
+                            "a number from 1 to %d", arg, WS_MAX_LOOPS);
+    }
+    sconf->loops = (int)n;
+    return NULL;
+}
+
+/* The largest size a directive takes: it must fit the apr_int64_t of the
+ * configuration and the apr_size_t it becomes for a connection. */
+#define WS_SIZE_MAX ((apr_uint64_t)APR_SIZE_MAX < (apr_uint64_t)APR_INT64_MAX \
+                     ? (apr_int64_t)APR_SIZE_MAX : APR_INT64_MAX)
+
+/* Parse a size with an optional K/M/G suffix into *out (0 to
+ * WS_SIZE_MAX). */
 static const char *ws_parse_size(cmd_parms *cmd, const char *arg,
                                  apr_int64_t *out)
 {
     char *end;
-    apr_int64_t value;
+    apr_int64_t value, unit = 1;
 
-    if (apr_strtoff(&value, arg, &end, 10) != APR_SUCCESS || value < 0) {
+    errno = 0;
+    value = apr_strtoi64(arg, &end, 10);
+    if (end == arg || value < 0) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
     switch (apr_tolower(*end)) {
-    case 'g': value *= 1024; /* fall through */
-    case 'm': value *= 1024; /* fall through */
-    case 'k': value *= 1024; end++; break;
+    case 'g': unit = 1024 * 1024 * 1024; end++; break;
+    case 'm': unit = 1024 * 1024; end++; break;
+    case 'k': unit = 1024; end++; break;
     default: break;
     }
     if (*end != '\0') {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a size",
                             cmd->cmd->name, arg);
     }
-    *out = value;
+    if (errno == ERANGE || value > WS_SIZE_MAX / unit) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is too large (at most %"
+                            APR_INT64_T_FMT " bytes)", cmd->cmd->name, arg,
+                            (apr_int64_t)WS_SIZE_MAX);
+    }
+    *out = value * unit;
     return NULL;
 }
 
@@ -231,7 +364,8 @@ static const char *ws_cmd_seconds(cmd_parms *cmd, void *dconf,
     char *end;
     double seconds = strtod(arg, &end);
 
-    if (end == arg || *end != '\0' || seconds < 0 || seconds > 1e9) {
+    /* Written so that NaN fails too. */
+    if (end == arg || *end != '\0' || !(seconds >= 0 && seconds <= 1e9)) {
         return apr_psprintf(cmd->pool, "%s: '%s' is not a number of seconds",
                             cmd->cmd->name, arg);
     }
@@ -321,50 +455,124 @@ static const char *ws_cmd_option(cmd_parms *cmd, void *dconf,
     return NULL;
 }
 
+/* On|Off into the int field at cmd->info. */
+static const char *ws_cmd_flag(cmd_parms *cmd, void *dconf, int on)
+{
+    *(int *)((char *)dconf + (apr_size_t)cmd->info) = on != 0;
+    return NULL;
+}
+
+/* A whole number from min to max into the int field at cmd->info. */
+static const char *ws_cmd_int_range(cmd_parms *cmd, void *dconf,
+                                    const char *arg, int min, int max)
+{
+    char *end;
+    long n = strtol(arg, &end, 10);
+
+    if (end == arg || *end != '\0' || n < min || n > max) {
+        return apr_psprintf(cmd->pool, "%s: '%s' is not a number from %d "
+                            "to %d", cmd->cmd->name, arg, min, max);
+    }
+    *(int *)((char *)dconf + (apr_size_t)cmd->info) = (int)n;
+    return NULL;
+}
+
+static const char *ws_cmd_compression_level(cmd_parms *cmd, void *dconf,
+                                            const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 0, 9);
+}
+
+static const char *ws_cmd_compression_window(cmd_parms *cmd, void *dconf,
+                                             const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 8, 15);
+}
+
+static const char *ws_cmd_compression_mem(cmd_parms *cmd, void *dconf,
+                                          const char *arg)
+{
+    return ws_cmd_int_range(cmd, dconf, arg, 1, 9);
+}
+
 #define WS_FIELD(name) ((void *)APR_OFFSETOF(ws_dir_conf, name))
 
+/* Where every directive is allowed: the server, virtual hosts and
+ * <Directory>/<Location>, never .htaccess (httpd answers such a file with
+ * "not allowed here" and 500).  WebSocketHandler loads code into httpd and
+ * WebSocketOption configures that code; the others size memory, worker
+ * time or the access policy of the location that code serves.  In
+ * .htaccess they would also live in the request's pool only. */
+#define WS_CONF (ACCESS_CONF | RSRC_CONF)
+
 static const command_rec ws_cmds[] = {
-    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, OR_FILEINFO,
+    AP_INIT_TAKE1("WebSocketLoopThreads", ws_cmd_loops, NULL, RSRC_CONF,
+                  "event-loop threads per child that own the open "
+                  "WebSockets (default: one per processor)"),
+    AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, WS_CONF,
                   "the plugin (a shared object) and its init function"),
-    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, OR_FILEINFO,
+    AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, WS_CONF,
                   "a setting for the plugin: name and value"),
-    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL,
-                    OR_FILEINFO, "protocol families served: rfc6455, "
-                    "hixie76, hixie75 (default: all three)"),
-    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL,
-                  OR_FILEINFO, "Same (default), Trusted or Off"),
+    AP_INIT_ITERATE("WebSocketProtocols", ws_cmd_protocols, NULL, WS_CONF,
+                    "protocol families served: rfc6455, hixie76, hixie75 "
+                    "(default: all three)"),
+    AP_INIT_TAKE1("WebSocketOriginCheck", ws_cmd_origin_check, NULL, WS_CONF,
+                  "Same (default), Trusted or Off"),
     AP_INIT_ITERATE("WebSocketTrustedOrigin", ws_cmd_trusted_origin, NULL,
-                    OR_FILEINFO, "origins accepted with "
-                    "WebSocketOriginCheck Trusted, e.g. https://example.com"),
+                    WS_CONF, "origins accepted with WebSocketOriginCheck "
+                    "Trusted, e.g. https://example.com"),
     AP_INIT_TAKE1("WebSocketMaxMessageSize", ws_cmd_size,
-                  WS_FIELD(max_message), OR_FILEINFO,
+                  WS_FIELD(max_message), WS_CONF,
                   "largest frame or message accepted, bytes (K/M/G "
                   "suffix allowed; 0: no limit; default 16M)"),
     AP_INIT_TAKE1("WebSocketFragmentSize", ws_cmd_size,
-                  WS_FIELD(fragment_size), OR_FILEINFO,
+                  WS_FIELD(fragment_size), WS_CONF,
                   "messages sent are split into frames of this size "
                   "(0: never, the default)"),
     AP_INIT_TAKE1("WebSocketMaxPendingBytes", ws_cmd_size,
-                  WS_FIELD(max_pending), OR_FILEINFO,
+                  WS_FIELD(max_pending), WS_CONF,
                   "bytes other threads may queue for one connection "
                   "before it is closed with 1008 (default 4M)"),
     AP_INIT_TAKE1("WebSocketHandshakeTimeout", ws_cmd_seconds,
-                  WS_FIELD(handshake_timeout), OR_FILEINFO,
+                  WS_FIELD(handshake_timeout), WS_CONF,
                   "seconds to wait for the hixie-76 key bytes "
                   "(default 10)"),
     AP_INIT_TAKE1("WebSocketIdleTimeout", ws_cmd_seconds,
-                  WS_FIELD(idle_timeout), OR_FILEINFO,
+                  WS_FIELD(idle_timeout), WS_CONF,
                   "seconds without a byte from the client before the "
                   "connection is closed with 1001 (0: never; default 600)"),
     AP_INIT_TAKE1("WebSocketPingInterval", ws_cmd_seconds,
-                  WS_FIELD(ping_interval), OR_FILEINFO,
+                  WS_FIELD(ping_interval), WS_CONF,
                   "seconds of client silence before the server pings; "
                   "no answer within as long again closes (0: off, the "
                   "default)"),
     AP_INIT_TAKE1("WebSocketCloseTimeout", ws_cmd_seconds,
-                  WS_FIELD(close_timeout), OR_FILEINFO,
+                  WS_FIELD(close_timeout), WS_CONF,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
+    AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,
+                 WS_FIELD(compression), WS_CONF,
+                 "On (default): accept a client's permessage-deflate "
+                 "(RFC 7692) offer; Off: negotiate no compression"),
+    AP_INIT_TAKE1("WebSocketCompressionLevel", ws_cmd_compression_level,
+                  WS_FIELD(compression_level), WS_CONF,
+                  "zlib level of the messages the server sends, 1-9; 0: "
+                  "send uncompressed, accept compressed (default 6)"),
+    AP_INIT_TAKE1("WebSocketCompressionMaxWindowBits",
+                  ws_cmd_compression_window,
+                  WS_FIELD(compression_window_bits), WS_CONF,
+                  "largest LZ77 window, 8-15 bits, of the server's "
+                  "compressor and of the client's where it lets the "
+                  "server choose (default 15)"),
+    AP_INIT_TAKE1("WebSocketCompressionMemLevel", ws_cmd_compression_mem,
+                  WS_FIELD(compression_mem_level), WS_CONF,
+                  "zlib memLevel of the server's compressor, 1-9 "
+                  "(default 8)"),
+    AP_INIT_FLAG("WebSocketCompressionNoContextTakeover", ws_cmd_flag,
+                 WS_FIELD(compression_no_context), WS_CONF,
+                 "On: ask for server_ and client_no_context_takeover, so "
+                 "that no zlib memory is kept between messages (default "
+                 "Off)"),
     {NULL}
 };
 
@@ -568,41 +776,6 @@ static apr_array_header_t *ws_offered_subprotocols(request_rec *r,
     return ws_token_list_split(r->pool, apr_table_get(r->headers_in, header));
 }
 
-/* Read the 8 hixie-76 key bytes that follow the request headers; they are
- * not announced by Content-Length, so they are read from the connection,
- * and may come late or in pieces. */
-static apr_status_t ws_read_key3(websocket_conn *wc, unsigned char key3[8])
-{
-    apr_time_t deadline = apr_time_now() + wc->conf->handshake_timeout;
-    apr_size_t have = 0;
-
-    while (have < 8) {
-        apr_size_t len = 8 - have;
-        apr_status_t rv = ap_get_brigade(wc->c->input_filters, wc->ibb,
-                                         AP_MODE_READBYTES,
-                                         APR_NONBLOCK_READ, len);
-
-        if (rv == APR_SUCCESS && !APR_BRIGADE_EMPTY(wc->ibb)) {
-            rv = apr_brigade_flatten(wc->ibb, (char *)key3 + have, &len);
-            apr_brigade_cleanup(wc->ibb);
-            have += len;
-            continue;
-        }
-        apr_brigade_cleanup(wc->ibb);
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_EAGAIN(rv)) {
-            return rv;
-        }
-        if (apr_time_now() >= deadline) {
-            return APR_TIMEUP;
-        }
-        rv = ws_conn_wait_readable(wc, deadline - apr_time_now());
-        if (rv != APR_SUCCESS && !APR_STATUS_IS_TIMEUP(rv)) {
-            return rv;
-        }
-    }
-    return APR_SUCCESS;
-}
-
 /* ws:// or wss:// location of this request, from its Host header. */
 static const char *ws_location_url(request_rec *r, const char *host)
 {
@@ -611,79 +784,140 @@ static const char *ws_location_url(request_rec *r, const char *host)
                        host, r->unparsed_uri, NULL);
 }
 
-/* The 101 answer, status line and headers in this order, then body. */
-static const char *ws_response_head(request_rec *r, websocket_conn *wc,
-                                    const char *host)
+/* The headers of the 101 answer, in the order of each family's
+ * specification.  Both answers come from here: the bytes written on an
+ * HTTP/1.1 connection, and r->headers_out on an HTTP/2 stream. */
+apr_table_t *ws_handshake_headers(request_rec *r, int family,
+                                  const char *host, const char *subprotocol)
 {
+    apr_table_t *h = apr_table_make(r->pool, 6);
     const char *origin = apr_table_get(r->headers_in, "Origin");
-    const char *sub = wc->subprotocol;
     char accept[29];
 
-    switch (wc->family) {
+    switch (family) {
     case WEBSOCKET_PROTOCOL_HIXIE75:
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
-                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
-                           "WebSocket-Origin: ", origin, "\r\n"
-                           "WebSocket-Location: ", ws_location_url(r, host),
-                           "\r\n",
-                           sub ? "WebSocket-Protocol: " : "", sub ? sub : "",
-                           sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "WebSocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_setn(h, "WebSocket-Origin", origin);
+        apr_table_setn(h, "WebSocket-Location", ws_location_url(r, host));
+        if (subprotocol != NULL) {
+            apr_table_setn(h, "WebSocket-Protocol", subprotocol);
+        }
+        return h;
     case WEBSOCKET_PROTOCOL_HIXIE76:
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
-                           "Upgrade: WebSocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Origin: ", origin, "\r\n"
-                           "Sec-WebSocket-Location: ",
-                           ws_location_url(r, host), "\r\n",
-                           sub ? "Sec-WebSocket-Protocol: " : "",
-                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "WebSocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_setn(h, "Sec-WebSocket-Origin", origin);
+        apr_table_setn(h, "Sec-WebSocket-Location",
+                       ws_location_url(r, host));
+        break;
     default:
         ws_rfc6455_accept(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
                           accept);
-        return apr_pstrcat(r->pool,
-                           "HTTP/1.1 101 Switching Protocols\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Accept: ", accept, "\r\n",
-                           sub ? "Sec-WebSocket-Protocol: " : "",
-                           sub ? sub : "", sub ? "\r\n" : "", "\r\n", NULL);
+        apr_table_setn(h, "Upgrade", "websocket");
+        apr_table_setn(h, "Connection", "Upgrade");
+        apr_table_set(h, "Sec-WebSocket-Accept", accept);
+        if (apr_table_get(r->notes, WS_NOTE_EXTENSIONS) != NULL) {
+            apr_table_setn(h, "Sec-WebSocket-Extensions",
+                           apr_table_get(r->notes, WS_NOTE_EXTENSIONS));
+        }
+        break;
     }
+    if (subprotocol != NULL) {
+        apr_table_setn(h, "Sec-WebSocket-Protocol", subprotocol);
+    }
+    return h;
 }
 
-/* Send the 101 (and the hixie-76 answer) and take the connection over
- * from HTTP. */
-static apr_status_t ws_switch_protocols(request_rec *r, websocket_conn *wc,
-                                        const char *host,
-                                        const unsigned char key3[8])
+static int ws_head_line(void *baton, const char *name, const char *value)
 {
-    const char *head = ws_response_head(r, wc, host);
-    apr_size_t len = strlen(head);
-    char *out = apr_palloc(r->pool, len + 16);
+    apr_array_header_t *lines = baton;
 
-    memcpy(out, head, len);
-    if (wc->family == WEBSOCKET_PROTOCOL_HIXIE76) {
-        apr_uint32_t n1, n2;
+    APR_ARRAY_PUSH(lines, const char *) = name;
+    APR_ARRAY_PUSH(lines, const char *) = ": ";
+    APR_ARRAY_PUSH(lines, const char *) = value;
+    APR_ARRAY_PUSH(lines, const char *) = "\r\n";
+    return 1;
+}
 
-        ws_hixie76_key_value(apr_table_get(r->headers_in,
-                                           "Sec-WebSocket-Key1"), &n1);
-        ws_hixie76_key_value(apr_table_get(r->headers_in,
-                                           "Sec-WebSocket-Key2"), &n2);
-        ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + len);
-        len += 16;
+/* The 101 answer as HTTP/1.1 bytes: each family's status line, then
+ * ws_handshake_headers. */
+static const char *ws_response_head(request_rec *r, int family,
+                                    const char *host, const char *sub)
+{
+    apr_array_header_t *lines = apr_array_make(r->pool, 32,
+                                               sizeof(const char *));
+
+    APR_ARRAY_PUSH(lines, const char *) =
+        family == WEBSOCKET_PROTOCOL_HIXIE75
+            ? "HTTP/1.1 101 Web Socket Protocol Handshake\r\n"
+        : family == WEBSOCKET_PROTOCOL_HIXIE76
+            ? "HTTP/1.1 101 WebSocket Protocol Handshake\r\n"
+            : "HTTP/1.1 101 Switching Protocols\r\n";
+    apr_table_do(ws_head_line, lines,
+                 ws_handshake_headers(r, family, host, sub), NULL);
+    APR_ARRAY_PUSH(lines, const char *) = "\r\n";
+    return apr_array_pstrcat(r->pool, lines, '\0');
+}
+
+const char *ws_handshake_answer(request_rec *r, int family, const char *host,
+                                const char *subprotocol,
+                                const unsigned char *key3, apr_size_t *len)
+{
+    const char *head = ws_response_head(r, family, host, subprotocol);
+    apr_size_t head_len = strlen(head);
+    char *out;
+    apr_uint32_t n1, n2;
+
+    *len = head_len;
+    if (family != WEBSOCKET_PROTOCOL_HIXIE76) {
+        return head;
     }
-    r->status = HTTP_SWITCHING_PROTOCOLS;
-    r->status_line = NULL;
-    /* From now on the request's own filters must not add an HTTP
-     * response: its final EOS goes straight to the connection. */
-    r->output_filters = r->proto_output_filters = r->connection->output_filters;
-    r->connection->keepalive = AP_CONN_CLOSE;
-    return ws_conn_write_raw(wc, out, len);
+    out = apr_palloc(r->pool, head_len + 16);
+    memcpy(out, head, head_len);
+    ws_hixie76_key_value(apr_table_get(r->headers_in, "Sec-WebSocket-Key1"),
+                         &n1);
+    ws_hixie76_key_value(apr_table_get(r->headers_in, "Sec-WebSocket-Key2"),
+                         &n2);
+    ws_hixie76_answer(n1, n2, key3, (unsigned char *)out + head_len);
+    *len += 16;
+    return out;
+}
+
+/* permessage-deflate (RFC 6455 only, when WebSocketCompression is on):
+ * a copy of conf carrying what was negotiated; the answer goes to the
+ * 101 through r->notes. */
+static const ws_dir_conf *ws_negotiate_compression(request_rec *r,
+                                                   const ws_dir_conf *conf)
+{
+    ws_dir_conf *copy;
+    ws_deflate_config dc;
+    const char *answer;
+
+    if (!conf->compression) {
+        return conf;
+    }
+    copy = apr_pmemdup(r->pool, conf, sizeof(*copy));
+    dc.level = conf->compression_level;
+    dc.max_window_bits = conf->compression_window_bits;
+    dc.mem_level = conf->compression_mem_level;
+    dc.no_context_takeover = conf->compression_no_context;
+    answer = ws_deflate_negotiate(r->pool, apr_table_get(
+                                      r->headers_in,
+                                      "Sec-WebSocket-Extensions"),
+                                  &dc, &copy->deflate);
+    if (answer != NULL) {
+        apr_table_setn(r->notes, WS_NOTE_EXTENSIONS, answer);
+        ap_log_rerror(APLOG_MARK, APLOG_DEBUG, 0, r, "websocket: %s: "
+                      "Sec-WebSocket-Extensions: %s", r->uri, answer);
+    }
+    return copy;
 }
 
 /* Let the plugin accept or refuse; OK or the status to answer with. */
-static int ws_plugin_accepts(request_rec *r, websocket_conn *wc)
+static int ws_plugin_accepts(request_rec *r, websocket_plugin *plugin,
+                             websocket_conn *wc)
 {
-    websocket_plugin *plugin = wc->loc->plugin;
     int status;
 
     if (plugin->on_connect == NULL) {
@@ -705,7 +939,6 @@ static int ws_handler(request_rec *r)
     const char *host, *problem;
     websocket_conn *wc;
     ws_proto_e proto;
-    unsigned char key3[8];
     apr_status_t rv;
     int status;
 
@@ -723,11 +956,23 @@ static int ws_handler(request_rec *r)
     if ((status = ws_check_upgrade(r, host)) != OK) {
         return status;
     }
-    proto = ws_detect_proto(apr_table_get(r->headers_in, "Sec-WebSocket-Key"),
+    /* On an HTTP/2 stream (RFC 8441) mod_http2 made the request a GET
+     * with a Sec-WebSocket-Key of its own: the client's
+     * Sec-WebSocket-Version tells its family. */
+    proto = ws_detect_proto(r->connection->master != NULL ? NULL
+                            : apr_table_get(r->headers_in,
+                                            "Sec-WebSocket-Key"),
                             apr_table_get(r->headers_in,
                                           "Sec-WebSocket-Version"),
                             apr_table_get(r->headers_in, "Sec-WebSocket-Key1"),
                             apr_table_get(r->headers_in, "Sec-WebSocket-Key2"));
+    if (proto != WS_PROTO_RFC6455 && r->connection->master != NULL) {
+        return ws_refuse(r, HTTP_BAD_REQUEST, APLOG_ERR,
+                         apr_psprintf(r->pool, "%s is served over HTTP/1.1 "
+                                      "only, this request came over %s "
+                                      "(no Sec-WebSocket-Version)",
+                                      ws_family_name(proto), r->protocol));
+    }
     if ((status = ws_check_family(r, conf, proto)) != OK) {
         return status;
     }
@@ -736,48 +981,64 @@ static int ws_handler(request_rec *r)
     if (problem != NULL) {
         return ws_refuse(r, HTTP_FORBIDDEN, APLOG_ERR, problem);
     }
+    if (proto == WS_PROTO_RFC6455) {
+        conf = ws_negotiate_compression(r, conf);
+    }
 
-    rv = ws_conn_create(r, conf, proto, &wc);
+    rv = ws_conn_create(r, conf, proto, host,
+                        ws_offered_subprotocols(r, proto), &wc);
     if (rv != APR_SUCCESS) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: cannot "
                       "serve %s: the connection cannot be polled", r->uri);
         return HTTP_SERVICE_UNAVAILABLE;
     }
-    wc->offered = ws_offered_subprotocols(r, proto);
-    if (proto == WS_PROTO_HIXIE76
-        && (rv = ws_read_key3(wc, key3)) != APR_SUCCESS) {
-        ws_conn_abandon(wc);
-        r->connection->keepalive = AP_CONN_CLOSE;
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "websocket: handshake "
-                      "failed for %s: the 8 hixie-76 key bytes did not "
-                      "arrive", r->uri);
-        return APR_STATUS_IS_TIMEUP(rv) ? HTTP_REQUEST_TIME_OUT
-                                        : HTTP_BAD_REQUEST;
-    }
-    if ((status = ws_plugin_accepts(r, wc)) != OK) {
+    if ((status = ws_plugin_accepts(r, conf->loc->plugin, wc)) != OK) {
         ws_conn_abandon(wc);
         return status;
     }
-    rv = ws_switch_protocols(r, wc, host, key3);
-    if (rv != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, "websocket: could not "
-                      "send the handshake answer for %s", r->uri);
-    }
-    ws_conn_run(wc);
-    return OK;
+    return ws_conn_start(wc);
+}
+
+/* Called whenever the MPM lets go of a connection; acts only on one
+ * whose handler just returned SUSPENDED for a WebSocket. */
+static void ws_suspend_connection(conn_rec *c, request_rec *r)
+{
+    (void)r;
+    ws_conn_suspended(c);
+}
+
+static void ws_child_init(apr_pool_t *pchild, server_rec *s)
+{
+    ws_server_conf *sconf = ap_get_module_config(s->module_config,
+                                                 &websocket_module);
+
+    ws_loops_child_init(pchild, s, sconf->loops > 0 ? sconf->loops
+                                                    : ws_default_loops());
+}
+
+static void ws_child_stopping(apr_pool_t *pchild, int graceful)
+{
+    (void)pchild;
+    ws_loops_child_stopping(graceful);
 }
 
 static void ws_register_hooks(apr_pool_t *p)
 {
     (void)p;
     ap_hook_handler(ws_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_pre_config(ws_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_config(ws_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_suspend_connection(ws_suspend_connection, NULL, NULL,
+                               APR_HOOK_MIDDLE);
 }
 
 AP_DECLARE_MODULE(websocket) = {
     STANDARD20_MODULE_STUFF,
     ws_create_dir_conf,
     ws_merge_dir_conf,
-    NULL,
+    ws_create_server_conf,
     NULL,
     ws_cmds,
     ws_register_hooks,

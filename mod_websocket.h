@@ -10,9 +10,6 @@
 #include "httpd.h"
 #include "http_config.h"
 #include "apr_poll.h"
-#include "apr_ring.h"
-#include "apr_thread_mutex.h"
-#include "apr_portable.h"
 
 #include "ws_engine.h"
 #include "websocket_plugin.h"
@@ -30,13 +27,16 @@ typedef enum {
     WS_ORIGIN_OFF
 } ws_origin_check_e;
 
-/* One WebSocketHandler line: the plugin and the connections it serves in
- * this child (for broadcast). */
+/* One WebSocketHandler line: the plugin, what its init_location
+ * returned, and how many of its connections are open in this child. */
 typedef struct ws_location {
     websocket_plugin *plugin;
     const char *file;                  /* for log lines */
-    apr_thread_mutex_t *mutex;         /* guards conns */
-    APR_RING_HEAD(ws_conn_ring, websocket_conn) conns;
+    const char *init_name;
+    apr_table_t **section_options;     /* its section's WebSocketOptions */
+    server_rec *s;
+    void *data;                        /* from init_location */
+    apr_uint32_t open;                 /* open connections (atomic) */
 } ws_location;
 
 /* Per-directory configuration.  A value of -1 (0 for enums and pointers)
@@ -56,72 +56,56 @@ typedef struct ws_dir_conf {
     apr_interval_time_t idle_timeout;      /* 0: none */
     apr_interval_time_t ping_interval;     /* 0: no pings */
     apr_interval_time_t close_timeout;
+    /* permessage-deflate (WebSocketCompression*; -1: not set here) */
+    int compression;                       /* 1 on, 0 off */
+    int compression_level;                 /* 0-9 */
+    int compression_window_bits;           /* 8-15 */
+    int compression_mem_level;             /* 1-9 */
+    int compression_no_context;            /* 1: ask for no takeover */
+    /* what the handler negotiated for the request (set on its resolved
+     * copy only; enabled 0: none) */
+    ws_deflate_params deflate;
 } ws_dir_conf;
 
-/* A message queued by a thread that does not own the connection. */
-typedef struct ws_queued {
-    struct ws_queued *next;
-    int kind;                  /* WS_OP_TEXT, _BINARY, _PING or _CLOSE */
-    int code;                  /* close code */
-    apr_size_t len;
-    char data[1];              /* len bytes (NUL-terminated for close) */
-} ws_queued;
+/* Server-wide settings (main server only). */
+typedef struct ws_server_conf {
+    int loops;                 /* WebSocketLoopThreads; 0: unset */
+} ws_server_conf;
 
-struct websocket_conn {
-    APR_RING_ENTRY(websocket_conn) link;   /* in loc->conns */
-
-    /* Shared with other threads; guarded by mutex. */
-    apr_pool_t *pool;          /* own pool: freed at the last release */
-    apr_thread_mutex_t *mutex;
-    apr_uint32_t refs;
-    int gone;                  /* owner finished: no more sends */
-    int queue_overflow;
-    ws_queued *queue_head, *queue_tail;
-    apr_size_t queue_bytes;
-    apr_pollset_t *pollset;    /* woken when something is queued */
-    int paused;                /* pause_reading: do not read the client */
-
-    /* Fixed after the handshake: readable by any thread while retained. */
-    const char *uri, *query, *client_ip, *subprotocol;
-    int family;                /* WEBSOCKET_PROTOCOL_* */
-    apr_table_t *options;      /* WebSocketOption, or NULL */
-    apr_size_t max_pending;    /* WebSocketMaxPendingBytes */
-    void *volatile data;
-
-    /* Owner thread only. */
-    apr_os_thread_t owner;
-    request_rec *r;
-    conn_rec *c;
-    const ws_dir_conf *conf;
-    ws_location *loc;
-    ws_session *session;
-    apr_array_header_t *offered;           /* subprotocols offered */
-    apr_bucket_brigade *ibb, *obb;
-    apr_size_t obb_bytes;                  /* written since last flush */
-    int write_failed;
-    apr_pollfd_t client_pfd;               /* the client in the pollset */
-    int client_polled;                     /* 0 while reading is paused */
-};
-
-/* ws_connection.c */
+/* ws_connection.c: a WebSocket from the validated upgrade request to the
+ * end of its TCP connection.  The object itself is private to
+ * ws_connection.c and ws_api.c (ws_conn_private.h). */
 extern const websocket_server ws_server_api;
-/* Set up the connection object for a validated request; fails when the
- * connection cannot be polled. */
-apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
-                            ws_proto_e proto, websocket_conn **out);
-/* Wait up to timeout for the client's bytes; APR_SUCCESS when readable,
- * APR_TIMEUP, or an error. */
-apr_status_t ws_conn_wait_readable(websocket_conn *wc,
-                                   apr_interval_time_t timeout);
-/* Write bytes straight to the client and flush (used for the handshake
- * answer). */
-apr_status_t ws_conn_write_raw(websocket_conn *wc, const char *data,
-                               apr_size_t len);
-/* After the 101: run the connection until it ends, then call
- * on_disconnect and let go of the connection. */
-void ws_conn_run(websocket_conn *wc);
-/* Give up a connection that never got its 101. */
-void ws_conn_abandon(websocket_conn *wc);
 
+/* Set up the connection object for a validated request (conf resolved,
+ * proto detected, host the request's Host header, offered the
+ * subprotocols the client offered). */
+apr_status_t ws_conn_create(request_rec *r, const ws_dir_conf *conf,
+                            ws_proto_e proto, const char *host,
+                            apr_array_header_t *offered,
+                            websocket_conn **out);
+/* Give up a connection that never got its answer (refused). */
+void ws_conn_abandon(websocket_conn *wc);
+/* Answer the handshake and run the connection: returns SUSPENDED when a
+ * loop thread took it over (the suspend_connection hook hands it over),
+ * or OK once it ended on this thread. */
+int ws_conn_start(websocket_conn *wc);
+/* suspend_connection hook: hand a suspended WebSocket to a loop. */
+void ws_conn_suspended(conn_rec *c);
+
+/* The headers of the 101 answer, in each family's order (mod_websocket.c);
+ * from r->pool.  An HTTP/2 stream answers with them in r->headers_out. */
+apr_table_t *ws_handshake_headers(request_rec *r, int family,
+                                  const char *host, const char *subprotocol);
+/* The handshake answer as HTTP/1.1 bytes (mod_websocket.c): 101 head,
+ * and for hixie-76 the 16-byte answer to key3 (NULL for the others);
+ * from r->pool. */
+const char *ws_handshake_answer(request_rec *r, int family, const char *host,
+                                const char *subprotocol,
+                                const unsigned char *key3, apr_size_t *len);
+
+/* Per-child loops (ws_connection.c). */
+void ws_loops_child_init(apr_pool_t *pchild, server_rec *s, int count);
+void ws_loops_child_stopping(int graceful);
 
 #endif /* MOD_WEBSOCKET_H */

@@ -92,9 +92,20 @@ void wsb_net_close(wsb_run *run, wsb_conn *c)
     free(c->out.buf);
     free(c->in.buf);
     free(c->sent_at);
+    free(c->sent_wire);
+    if (c->zout) {
+        deflateEnd(c->zout);
+        free(c->zout);
+    }
+    if (c->zin) {
+        inflateEnd(c->zin);
+        free(c->zin);
+    }
     memset(&c->out, 0, sizeof(c->out));
     memset(&c->in, 0, sizeof(c->in));
     c->sent_at = NULL;
+    c->sent_wire = NULL;
+    c->zout = c->zin = NULL;
     c->state = ST_DONE;
 }
 

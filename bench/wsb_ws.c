@@ -3,7 +3,9 @@
  * wsb_ws.c: the client side of the WebSocket protocols -- the upgrade
  * request and its answer (RFC 6455 and hixie-76), masked frames out, and
  * a streaming parser that checks every echoed byte against what was sent
- * without buffering whole messages.
+ * without buffering whole messages.  With -z: permessage-deflate (RFC
+ * 7692), the client compressing what it sends and inflating the echoes as
+ * they stream in.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -18,6 +20,8 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_RESPONSE (16 * 1024)
+#define ZCHUNK (64 * 1024)
+#define PMD "permessage-deflate"
 
 /* Message sizes of the smoke mode, after the one given with -s. */
 static const size_t smoke_sizes[] = { 1, 125, 126, 127, 65535, 65536, 70000 };
@@ -44,9 +48,13 @@ size_t wsb_msg_size(const wsb_run *run, uint64_t seq)
     return i == 0 ? run->o.size : smoke_sizes[i - 1];
 }
 
-/* Message seq carries pattern[seq % 256 ...]. */
+/* Message seq carries pattern[seq % 256 ...]; -J spreads the starts
+ * over the records (a prime stride). */
 static const unsigned char *msg_data(const wsb_run *run, uint64_t seq)
 {
+    if (run->json_span) {
+        return run->pattern + (seq * 1000003u) % run->json_span;
+    }
     return run->pattern + seq % 256;
 }
 
@@ -80,8 +88,9 @@ static int rfc6455_request(wsb_run *run, wsb_conn *c, char *extra,
     }
     EVP_EncodeBlock((unsigned char *)c->accept, digest, dlen);
     snprintf(extra, size, "Upgrade: websocket\r\n"
-             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n", key);
-    (void)run;
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n%s",
+             key, run->o.deflate ? "Sec-WebSocket-Extensions: " PMD
+                                   "; client_max_window_bits\r\n" : "");
     return 0;
 }
 
@@ -182,11 +191,65 @@ static const char *find_header(const char *p, const char *end,
     return NULL;
 }
 
+/* The value of parameter name in the answer [v, v + vlen): 1 and *bits
+ * (0 without a value) when present, 0 otherwise. */
+static int pmd_param(const char *v, size_t vlen, const char *name, int *bits)
+{
+    size_t nlen = strlen(name);
+    const char *p = v, *end = v + vlen;
+
+    while ((p = memmem(p, (size_t)(end - p), name, nlen)) != NULL) {
+        const char *after = p + nlen;
+
+        if ((p == v || p[-1] == ' ' || p[-1] == ';')
+            && (after == end || *after == ';' || *after == ' '
+                || *after == '=')) {
+            *bits = after < end && *after == '=' ? atoi(after + 1) : 0;
+            return 1;
+        }
+        p = after;
+    }
+    return 0;
+}
+
+/* The server's permessage-deflate answer: set up both streams. */
+static int setup_deflate(wsb_run *run, wsb_conn *c, const char *v,
+                         size_t vlen)
+{
+    int client_bits = 15, server_bits = 15, b;
+
+    if (v == NULL || vlen < strlen(PMD) || memcmp(v, PMD, strlen(PMD)) != 0
+        || memchr(v, ',', vlen) != NULL) {
+        wsb_fail(run, c, "permessage-deflate not accepted");
+        return -1;
+    }
+    if (pmd_param(v, vlen, "client_max_window_bits", &b) && b) {
+        client_bits = b;
+    }
+    if (pmd_param(v, vlen, "server_max_window_bits", &b) && b) {
+        server_bits = b;
+    }
+    c->client_nct = pmd_param(v, vlen, "client_no_context_takeover", &b);
+    c->server_nct = pmd_param(v, vlen, "server_no_context_takeover", &b);
+    c->zout = calloc(1, sizeof(*c->zout));
+    c->zin = calloc(1, sizeof(*c->zin));
+    /* zlib's raw deflate cannot do 8 bits; its 9 stays within 8's reach */
+    if (c->zout == NULL || c->zin == NULL
+        || deflateInit2(c->zout, run->o.level, Z_DEFLATED,
+                        -(client_bits < 9 ? 9 : client_bits), 8,
+                        Z_DEFAULT_STRATEGY) != Z_OK
+        || inflateInit2(c->zin, -server_bits) != Z_OK) {
+        wsb_fail(run, c, "zlib setup failed");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_head(wsb_run *run, wsb_conn *c, const char *head,
                       size_t len)
 {
     const char *v;
-    size_t vlen;
+    size_t vlen = 0;
 
     if (len < 12 || memcmp(head, "HTTP/1.1 101", 12) != 0) {
         wsb_fail(run, c, "handshake refused (no 101)");
@@ -199,6 +262,11 @@ static int check_head(wsb_run *run, wsb_conn *c, const char *head,
             wsb_fail(run, c, "wrong Sec-WebSocket-Accept");
             return -1;
         }
+        if (run->o.deflate) {
+            v = find_header(head, head + len, "Sec-WebSocket-Extensions",
+                            &vlen);
+            return setup_deflate(run, c, v, vlen);
+        }
     }
     return 0;
 }
@@ -208,8 +276,10 @@ static void opened(wsb_run *run, wsb_conn *c)
     c->state = ST_OPEN;
     c->frame_fin = 1;
     run->n_open++;
+    run->n_opened++;
     run->n_connecting--;
     c->sent_at = calloc((size_t)run->o.depth, sizeof(*c->sent_at));
+    c->sent_wire = calloc((size_t)run->o.depth, sizeof(*c->sent_wire));
     if (!run->o.idle) {
         wsb_buf_reserve(&c->in, 64 * 1024);
     }
@@ -269,9 +339,9 @@ static void mask_copy(unsigned char *dst, const unsigned char *src,
     }
 }
 
-/* One masked RFC 6455 frame. */
-static int rfc_frame(wsb_conn *c, int opcode, const unsigned char *data,
-                     size_t len)
+/* One masked RFC 6455 frame; rsv1: a compressed message. */
+static int rfc_frame_rsv(wsb_conn *c, int opcode, int rsv1,
+                         const unsigned char *data, size_t len)
 {
     unsigned char *p;
     uint32_t key = xorshift(&c->rng);
@@ -281,7 +351,7 @@ static int rfc_frame(wsb_conn *c, int opcode, const unsigned char *data,
         return -1;
     }
     p = c->out.buf + c->out.len;
-    *p++ = (unsigned char)(0x80 | opcode);
+    *p++ = (unsigned char)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
     if (len < 126) {
         *p++ = (unsigned char)(0x80 | len);
     }
@@ -302,6 +372,48 @@ static int rfc_frame(wsb_conn *c, int opcode, const unsigned char *data,
     return 0;
 }
 
+static int rfc_frame(wsb_conn *c, int opcode, const unsigned char *data,
+                     size_t len)
+{
+    return rfc_frame_rsv(c, opcode, 0, data, len);
+}
+
+/* A compressed message (RFC 7692 7.2.1): Z_SYNC_FLUSH, the 00 00 FF FF
+ * tail removed, RSV1 set. */
+static int deflate_frame(wsb_run *run, wsb_conn *c, const unsigned char *data,
+                         size_t len)
+{
+    static unsigned char *zbuf;
+    static size_t zcap;
+    z_stream *z = c->zout;
+    size_t need = deflateBound(z, len) + 16, used;
+
+    if (need > zcap) {
+        free(zbuf);
+        zcap = need;
+        if ((zbuf = malloc(zcap)) == NULL) {
+            zcap = 0;
+            return -1;
+        }
+    }
+    z->next_in = (unsigned char *)data;
+    z->avail_in = (uInt)len;
+    z->next_out = zbuf;
+    z->avail_out = (uInt)zcap;
+    if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in != 0
+        || z->avail_out == 0) {
+        return -1;
+    }
+    used = zcap - z->avail_out;
+    if (used < 4 || memcmp(zbuf + used - 4, "\0\0\xff\xff", 4) != 0) {
+        return -1;
+    }
+    if (c->client_nct) {
+        deflateReset(z);
+    }
+    return rfc_frame_rsv(c, run->o.binary ? 2 : 1, 1, zbuf, used - 4);
+}
+
 static int hixie_frame(wsb_conn *c, const unsigned char *data, size_t len)
 {
     static const unsigned char start = 0x00, end = 0xFF;
@@ -313,14 +425,16 @@ static int hixie_frame(wsb_conn *c, const unsigned char *data, size_t len)
 int wsb_ws_send(wsb_run *run, wsb_conn *c)
 {
     uint64_t seq = c->sent;
-    size_t len = wsb_msg_size(run, seq);
+    size_t len = wsb_msg_size(run, seq), before = c->out.len;
     const unsigned char *data = msg_data(run, seq);
-    int r = run->o.proto == PROTO_HIXIE76
-        ? hixie_frame(c, data, len)
-        : rfc_frame(c, run->o.binary ? 2 : 1, data, len);
+    int r = run->o.proto == PROTO_HIXIE76 ? hixie_frame(c, data, len)
+          : c->zout ? deflate_frame(run, c, data, len)
+          : rfc_frame(c, run->o.binary ? 2 : 1, data, len);
 
     if (r == 0) {
         c->sent_at[seq % (uint64_t)run->o.depth] = wsb_now();
+        c->sent_wire[seq % (uint64_t)run->o.depth] =
+            (uint32_t)(c->out.len - before);
         c->sent++;
     }
     return r;
@@ -364,9 +478,12 @@ static int message_done(wsb_run *run, wsb_conn *c)
         wsb_hist_add(run->hist, now - c->sent_at[seq % (uint64_t)run->o.depth]);
         run->msgs++;
         run->bytes += len;
+        run->wire_in += c->msg_wire;
+        run->wire_out += c->sent_wire[seq % (uint64_t)run->o.depth];
     }
     c->echoed++;
     c->msg_off = 0;
+    c->msg_wire = 0;
     return 0;
 }
 
@@ -392,6 +509,48 @@ static int check_payload(wsb_run *run, wsb_conn *c, const unsigned char *p,
     return 0;
 }
 
+/* Inflate n bytes of a compressed message (tail: the 00 00 FF FF the
+ * sender removed) and check what they give. */
+static int inflate_check(wsb_run *run, wsb_conn *c, const unsigned char *p,
+                         size_t n)
+{
+    static unsigned char out[ZCHUNK];
+    z_stream *z = c->zin;
+    int rc;
+
+    z->next_in = (unsigned char *)p;
+    z->avail_in = (uInt)n;
+    do {
+        z->next_out = out;
+        z->avail_out = sizeof(out);
+        rc = inflate(z, Z_SYNC_FLUSH);
+        if (rc != Z_OK && rc != Z_BUF_ERROR) {
+            wsb_fail(run, c, "echo does not inflate");
+            return -1;
+        }
+        if (sizeof(out) - z->avail_out > 0
+            && check_payload(run, c, out, sizeof(out) - z->avail_out) < 0) {
+            return -1;
+        }
+    } while (z->avail_out == 0 || z->avail_in > 0);
+    return 0;
+}
+
+/* The last frame of a message is in. */
+static int end_message(wsb_run *run, wsb_conn *c)
+{
+    if (c->msg_compressed) {
+        if (inflate_check(run, c, (const unsigned char *)"\0\0\xff\xff",
+                          4) < 0) {
+            return -1;
+        }
+        if (c->server_nct) {
+            inflateReset(c->zin);
+        }
+    }
+    return message_done(run, c);
+}
+
 /* The server's close frame p (len payload bytes) ends the connection. */
 static void closed_by_server(wsb_run *run, wsb_conn *c,
                              const unsigned char *p, size_t len)
@@ -412,7 +571,7 @@ static void closed_by_server(wsb_run *run, wsb_conn *c,
 static long control_frame(wsb_run *run, wsb_conn *c, const unsigned char *p,
                           size_t avail, int opcode, size_t len)
 {
-    if (len > 125 || opcode > 10) {
+    if (len > 125 || opcode > 10 || (p[0] & 0x70)) {
         wsb_fail(run, c, "bad control frame");
         return -1;
     }
@@ -455,6 +614,14 @@ static long rfc_header(wsb_run *run, wsb_conn *c, const unsigned char *p,
         wsb_fail(run, c, "unexpected opcode");
         return -1;
     }
+    /* RSV1 marks a compressed message, on its first frame only */
+    if ((p[0] & 0x30) || ((p[0] & 0x40) && (opcode == 0 || !c->zin))) {
+        wsb_fail(run, c, "unexpected RSV bits");
+        return -1;
+    }
+    if (opcode != 0) {
+        c->msg_compressed = (p[0] & 0x40) != 0;
+    }
     hlen += len == 126 ? 2 : len == 127 ? 8 : 0;
     if (avail < hlen) {
         return 0;
@@ -467,7 +634,8 @@ static long rfc_header(wsb_run *run, wsb_conn *c, const unsigned char *p,
     c->frame_fin = (p[0] & 0x80) != 0;
     c->frame_left = len;
     c->in_payload = len > 0;
-    if (len == 0 && c->frame_fin && message_done(run, c) < 0) {
+    c->msg_wire += hlen + len;
+    if (len == 0 && c->frame_fin && end_message(run, c) < 0) {
         return -1;
     }
     return (long)hlen;
@@ -482,13 +650,14 @@ static long rfc_step(wsb_run *run, wsb_conn *c, const unsigned char *p,
         return rfc_header(run, c, p, avail);
     }
     n = avail < c->frame_left ? avail : (size_t)c->frame_left;
-    if (check_payload(run, c, p, n) < 0) {
+    if ((c->msg_compressed ? inflate_check(run, c, p, n)
+                           : check_payload(run, c, p, n)) < 0) {
         return -1;
     }
     c->frame_left -= n;
     if (c->frame_left == 0) {
         c->in_payload = 0;
-        if (c->frame_fin && message_done(run, c) < 0) {
+        if (c->frame_fin && end_message(run, c) < 0) {
             return -1;
         }
     }

@@ -8,8 +8,18 @@
  * handshake, then keeps D messages (-d) of S bytes (-s) in flight on each
  * for T seconds (-t), checks every echoed byte and prints messages/s,
  * MB/s and the latency quantiles.  -i: idle mode, open N connections,
- * hold them T seconds and count how many stayed open.  -S: smoke mode, a
- * few messages of several sizes on each connection, exit 0 on success.
+ * hold them T seconds (or until SIGUSR1), count how many stayed open, then
+ * send one message on each and count the echoes.  -S: smoke mode, a few
+ * messages of several sizes on each connection, exit 0 on success.
+ * Opening gives up on every connection not open yet when no handshake has
+ * completed for the handshake timeout (-T): a server that stops accepting
+ * fails the run instead of stalling it.
+ * -z offers permessage-deflate (RFC 7692) and fails a connection whose
+ * server does not accept it; the client then compresses what it sends
+ * (zlib, level -L) and inflates what comes back, and the report gives the
+ * frame bytes on the wire per message, each way.  -J sends compressible
+ * JSON-like text instead of random letters, each message from another
+ * place of 4 MiB of records.
  * The last line of output is "RESULT key=value ...", for scripts.
  */
 #define _GNU_SOURCE
@@ -43,12 +53,27 @@ static void usage(void)
         "  -t T     seconds to measure or to hold (5)\n"
         "  -P PROTO rfc6455 (default) or hixie76\n"
         "  -b       binary messages (default: text)\n"
-        "  -i       idle mode: open, hold, count\n"
+        "  -i       idle mode: open, hold (SIGUSR1 ends it early), count,\n"
+        "           then one message on each: count the echoes\n"
         "  -S       smoke mode: a few messages, exit 0 when all echoed\n"
         "  -m M     handshakes in progress at once (256)\n"
-        "  -T SEC   handshake timeout per connection (10)\n"
+        "  -T SEC   handshake timeout per connection, and how long opening\n"
+        "           goes on without one handshake completing (10)\n"
+        "  -z       offer permessage-deflate; fail connections without it\n"
+        "  -L N     zlib level of what the client compresses (1)\n"
+        "  -J       JSON-like compressible messages (default: random\n"
+        "           letters)\n"
         "  -v       print every failure\n");
     exit(2);
+}
+
+/* Idle mode: SIGUSR1 ends the hold. */
+static volatile sig_atomic_t hold_over;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    hold_over = 1;
 }
 
 uint64_t wsb_now(void)
@@ -128,7 +153,7 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
 {
     int ch;
 
-    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:v")) != -1) {
+    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:vzL:J")) != -1) {
         switch (ch) {
         case 'c': o->conns = atoi(optarg); break;
         case 'd': o->depth = atoi(optarg); break;
@@ -148,12 +173,16 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
         case 'm': o->max_connecting = atoi(optarg); break;
         case 'T': o->timeout = atof(optarg); break;
         case 'v': o->verbose = 1; break;
+        case 'z': o->deflate = 1; break;
+        case 'L': o->level = atoi(optarg); break;
+        case 'J': o->json = 1; break;
         default: usage();
         }
     }
     if (optind != argc - 1 || parse_url(o, argv[optind]) < 0
         || o->conns < 1 || o->depth < 1 || o->max_connecting < 1
-        || (o->proto == PROTO_HIXIE76 && o->binary)) {
+        || (o->proto == PROTO_HIXIE76 && (o->binary || o->deflate))
+        || o->level < 0 || o->level > 9) {
         usage();
     }
 }
@@ -179,6 +208,31 @@ static int resolve(wsb_run *run)
     return 0;
 }
 
+/* -J: JSON-like records, the numbers random (no newline either). */
+static void json_pattern(unsigned char *p, size_t len)
+{
+    uint32_t x = 2463534242u;
+    size_t at = 0;
+
+    while (at < len) {
+        char rec[160];
+        int n;
+
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        n = snprintf(rec, sizeof(rec), "{\"id\":%u,\"user\":\"user%u\","
+                     "\"score\":%u,\"tags\":[\"alpha\",\"beta%u\"],"
+                     "\"active\":%s},", x % 1000000, x % 97, (x >> 8) % 10000,
+                     (x >> 4) % 7, (x & 1) ? "true" : "false");
+        if ((size_t)n > len - at) {
+            n = (int)(len - at);
+        }
+        memcpy(p + at, rec, (size_t)n);
+        at += (size_t)n;
+    }
+}
+
 /* Printable bytes (no newline: websocketd echoes lines), long enough for
  * the largest message at any of the 256 start offsets. */
 static int make_pattern(wsb_run *run)
@@ -188,9 +242,19 @@ static int make_pattern(wsb_run *run)
     size_t len = (run->o.size > 70000 ? run->o.size : 70000) + 256, i;
     uint32_t x = 2463534242u;
 
+    /* JSON: 4 MiB of records to take messages from, so that those in a
+     * deflate window are not copies of each other */
+    if (run->o.json) {
+        run->json_span = 4 * 1024 * 1024;
+        len += run->json_span;
+    }
     run->pattern = malloc(len);
     if (run->pattern == NULL) {
         return -1;
+    }
+    if (run->o.json) {
+        json_pattern(run->pattern, len);
+        return 0;
     }
     for (i = 0; i < len; i++) {
         x ^= x << 13;
@@ -232,8 +296,13 @@ static void raise_fd_limit(int conns)
 static int setup(wsb_run *run)
 {
     int i;
+    struct sigaction sa;
 
     signal(SIGPIPE, SIG_IGN);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_usr1;        /* no SA_RESTART: epoll_wait returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     raise_fd_limit(run->o.conns);
     if (resolve(run) < 0 || make_pattern(run) < 0
         || (run->o.tls && make_tls(run) < 0)) {
@@ -301,10 +370,36 @@ static void expire_handshakes(wsb_run *run, uint64_t now)
     }
 }
 
+/* No handshake completed for the timeout: fail the connections in
+ * progress and count those not started as failed. */
+static void give_up(wsb_run *run)
+{
+    int i, left = run->o.conns - run->next_conn;
+
+    for (i = 0; i < run->next_conn; i++) {
+        wsb_conn *c = &run->conns[i];
+
+        if (c->state >= ST_CONNECTING && c->state < ST_OPEN) {
+            left++;
+            wsb_fail(run, c, "given up (no handshake completes)");
+        }
+    }
+    for (i = run->next_conn; i < run->o.conns; i++) {
+        run->conns[i].state = ST_DONE;
+        run->n_failed++;
+    }
+    run->next_conn = run->o.conns;
+    fprintf(stderr, "wsbench: gave up on %d connections: no handshake "
+            "completed in %.1f s (%d open)\n", left, run->o.timeout,
+            run->n_open);
+}
+
 /* Phase 1: every connection is open or has failed. */
 static void open_all(wsb_run *run)
 {
-    uint64_t last_scan = wsb_now();
+    uint64_t last_scan = wsb_now(), last_progress = last_scan;
+    uint64_t limit = (uint64_t)(run->o.timeout * NS);
+    int opened = run->n_opened;
 
     while (run->n_open + run->n_failed + run->errors
            < (uint64_t)run->o.conns) {
@@ -313,6 +408,14 @@ static void open_all(wsb_run *run)
         start_more(run);
         poll_once(run, 100);
         now = wsb_now();
+        if (run->n_opened != opened) {
+            opened = run->n_opened;
+            last_progress = now;
+        }
+        else if (now - last_progress > limit) {
+            give_up(run);
+            break;
+        }
         if (now - last_scan > NS / 10) {
             expire_handshakes(run, now);
             last_scan = now;
@@ -351,10 +454,39 @@ static void measure(wsb_run *run)
         if (run->smoke_goal && smoke_done(run)) {
             break;
         }
+        if (run->o.idle && hold_over) {
+            break;
+        }
         poll_once(run, 50);
     }
     run->t_end = wsb_now() < run->t_end ? wsb_now() : run->t_end;
     run->running = 0;
+}
+
+/* Idle mode, after the hold: one message of S bytes on each open
+ * connection; n_echoed = connections whose echo came back (within -T). */
+static void echo_check(wsb_run *run)
+{
+    int i;
+
+    run->smoke_goal = 1;
+    run->running = 1;
+    run->t_start = wsb_now();
+    run->t_end = run->t_start + (uint64_t)(run->o.timeout * NS);
+    for (i = 0; i < run->o.conns; i++) {
+        if (run->conns[i].state == ST_OPEN) {
+            wsb_net_pump(run, &run->conns[i]);
+        }
+    }
+    while (wsb_now() < run->t_end && run->n_open > 0 && !smoke_done(run)) {
+        poll_once(run, 50);
+    }
+    run->running = 0;
+    for (i = 0; i < run->o.conns; i++) {
+        if (run->conns[i].state == ST_OPEN && run->conns[i].echoed >= 1) {
+            run->n_echoed++;
+        }
+    }
 }
 
 static void close_all(wsb_run *run)
@@ -371,16 +503,17 @@ static void close_all(wsb_run *run)
 /* ------------------------------------------------------------------ */
 /* Report                                                              */
 
-static int report_idle(const wsb_run *run)
+static int report_idle(const wsb_run *run, int held, double secs)
 {
     printf("wsbench: idle %s://%s:%s%s: %d connections, %d opened, "
-           "%d held after %.1f s\n", run->o.tls ? "wss" : "ws", run->o.host,
-           run->o.port, run->o.path, run->o.conns,
-           run->o.conns - run->n_failed, run->n_open, run->o.seconds);
-    printf("RESULT mode=idle conns=%d opened=%d held=%d failed=%d\n",
-           run->o.conns, run->o.conns - run->n_failed, run->n_open,
-           run->n_failed);
-    return run->n_open == run->o.conns ? 0 : 1;
+           "%d held after %.1f s, %d echoed one message after it\n",
+           run->o.tls ? "wss" : "ws", run->o.host, run->o.port, run->o.path,
+           run->o.conns, run->o.conns - run->n_failed, held, secs,
+           run->n_echoed);
+    printf("RESULT mode=idle conns=%d opened=%d held=%d echoed=%d "
+           "failed=%d\n", run->o.conns, run->o.conns - run->n_failed, held,
+           run->n_echoed, run->n_failed);
+    return held == run->o.conns && run->n_echoed == run->o.conns ? 0 : 1;
 }
 
 static int report_bench(const wsb_run *run)
@@ -401,6 +534,11 @@ static int report_bench(const wsb_run *run)
            (unsigned long long)run->errors);
     printf("  %llu messages: %.0f msg/s, %.2f MB/s echoed payload\n",
            (unsigned long long)run->msgs, rate, mbs);
+    printf("  on the wire per message: %.0f B from the server, %.0f B to "
+           "it (frames; %zu B of payload%s)\n",
+           run->msgs ? (double)run->wire_in / (double)run->msgs : 0,
+           run->msgs ? (double)run->wire_out / (double)run->msgs : 0,
+           run->o.size, run->o.deflate ? ", permessage-deflate" : "");
     printf("  latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms\n",
            p50, p99, p999);
     if (run->smoke_goal) {
@@ -408,16 +546,20 @@ static int report_bench(const wsb_run *run)
         printf("  smoke: %s\n", ok ? "ok" : "FAILED");
     }
     printf("RESULT mode=%s msg_s=%.1f mb_s=%.3f p50_ms=%.3f p99_ms=%.3f "
-           "p999_ms=%.3f open=%d failed=%d errors=%llu\n",
+           "p999_ms=%.3f open=%d failed=%d errors=%llu wire_in=%.1f "
+           "wire_out=%.1f\n",
            run->smoke_goal ? "smoke" : "bench", rate, mbs, p50, p99, p999,
-           run->n_open, run->n_failed, (unsigned long long)run->errors);
+           run->n_open, run->n_failed, (unsigned long long)run->errors,
+           run->msgs ? (double)run->wire_in / (double)run->msgs : 0,
+           run->msgs ? (double)run->wire_out / (double)run->msgs : 0);
     return ok ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     static wsb_run run;
-    int rc;
+    int rc, held = 0;
+    double held_for = 0;
 
     run.o.conns = 1;
     run.o.depth = 1;
@@ -425,6 +567,7 @@ int main(int argc, char **argv)
     run.o.seconds = 5;
     run.o.max_connecting = 256;
     run.o.timeout = 10;
+    run.o.level = 1;
     parse_options(&run.o, argc, argv);
     if (setup(&run) < 0) {
         return 2;
@@ -437,7 +580,14 @@ int main(int argc, char **argv)
     if (run.n_open > 0) {
         measure(&run);
     }
-    rc = run.o.idle ? report_idle(&run) : report_bench(&run);
+    if (run.o.idle) {
+        held = run.n_open;
+        held_for = (double)(run.t_end - run.t_start) / NS;
+        if (run.n_open > 0) {
+            echo_check(&run);
+        }
+    }
+    rc = run.o.idle ? report_idle(&run, held, held_for) : report_bench(&run);
     close_all(&run);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <openssl/ssl.h>
+#include <zlib.h>
 
 enum { PROTO_RFC6455, PROTO_HIXIE76 };
 
@@ -37,6 +38,9 @@ typedef struct {
     int max_connecting; /* handshakes in progress at once */
     double timeout;     /* per connection handshake timeout, seconds */
     int verbose;
+    int deflate;        /* -z: offer permessage-deflate, require it */
+    int json;           /* -J: compressible JSON-like messages */
+    int level;          /* -L: zlib level of the client's compressor */
 } wsb_opts;
 
 /* A byte buffer: data is buf[off, len). */
@@ -64,6 +68,12 @@ typedef struct wsb_conn {
     int frame_fin;              /* the last frame read was final */
     size_t msg_off;             /* bytes of the current message checked */
     uint32_t rng;               /* xorshift state for masks */
+    /* permessage-deflate (-z), as the server answered */
+    z_stream *zout, *zin;       /* the client's compressor, decompressor */
+    int client_nct, server_nct; /* no context takeover, each direction */
+    int msg_compressed;         /* RSV1 on the message being received */
+    uint64_t msg_wire;          /* its frame bytes so far */
+    uint32_t *sent_wire;        /* ring of depth: frame bytes sent */
 } wsb_conn;
 
 /* The run: options, connections and counters shared by all modules. */
@@ -75,11 +85,16 @@ typedef struct {
     SSL_CTX *ssl_ctx;
     wsb_conn *conns;
     unsigned char *pattern;     /* payload source, size + 256 bytes */
+    size_t json_span;           /* -J: message starts spread over this */
     int running;                /* send messages (measuring phase) */
     uint64_t t_start, t_end;    /* measuring window, ns */
     uint64_t msgs, bytes;       /* echoed inside the window */
+    uint64_t wire_in, wire_out; /* frame bytes read and written inside
+                                 * the window (headers included) */
     uint64_t errors;            /* mismatches, unexpected closes */
     int n_open, n_failed, n_connecting, next_conn;
+    int n_opened;               /* handshakes completed, ever */
+    int n_echoed;               /* idle: connections that echoed */
     uint64_t smoke_goal;        /* smoke: messages per connection */
     uint64_t hist[64 * 64];     /* latency histogram, see wsb_stats.c */
 } wsb_run;

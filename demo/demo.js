@@ -145,5 +145,12 @@
     return true;
   });
 
-  window.demo = { echo, chat, increment, proxy };   // for the console
+  // --- exec: a line calculator, one process per WebSocket (the exec
+  // plugin); every line it writes is a message
+  const exec = panel("exec", "/exec", {
+    onmessage: (data, p) => p.log("in", data),
+  });
+  onSubmit("exec", (text) => text.trim() !== "" && exec.send(text, text), true);
+
+  window.demo = { echo, chat, increment, proxy, exec };   // for the console
 })();

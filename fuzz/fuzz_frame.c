@@ -14,10 +14,15 @@
  *   rest    the bytes the peer sends
  *
  * The stream is fed three ways: in one chunk, in the fuzzer's chunks,
- * and (up to BYTEWISE_MAX bytes) one byte at a time.  Each run logs every
- * callback, every write and the return value of every call the
- * callbacks make; the logs, final state, close code and error must be
- * identical.  Independently of the engine's code the harness also checks:
+ * and (up to BYTEWISE_MAX bytes) one byte at a time; and all three again
+ * in stream mode (cfg.stream), where the pieces on_data delivers are
+ * added up and handled as on_message would handle the message, and
+ * where the echo (when byte 2 refuses no write) goes out through
+ * ws_session_frame_begin/_end in the frames ws_session_send would use.
+ * Each run logs every callback, every write and the return value of
+ * every call the callbacks make; the logs, final state, close code and
+ * error must be identical to those of the one-chunk run of whole
+ * messages.  Independently of the engine's code the harness also checks:
  *   - the server's output is well formed: RFC 6455 frames unmasked, RSV
  *     clear, known opcodes, control frames final and <= 125 bytes, close
  *     payloads empty or a valid code plus valid UTF-8, data frames in
@@ -25,6 +30,11 @@
  *     and nothing at all after a close
  *   - RFC 6455 text messages and close reasons are valid UTF-8; messages
  *     respect max_message; hixie delivers text only
+ *   - stream mode: pieces are non-empty (but the final one), at most
+ *     64 KiB, keep their message's type, never add up to more than
+ *     max_message nor (RFC 6455 text) to invalid UTF-8; on_message is
+ *     never called; inside a frame_begin frame and between the frames of
+ *     the echo the other sends are refused as ws_engine.h says
  *   - send/ping/close return what ws_engine.h promises for the state
  *   - no callback after CLOSED/FAILED, and further feeds change nothing
  */
@@ -37,6 +47,9 @@
 #include <apr_general.h>
 
 #include "ws_engine.h"
+
+#define FUZZ_NAME "fuzz_frame"
+#include "fuzz/fuzz.h"
 
 #define MAX_SPLITS   16
 #define BYTEWISE_MAX 1024
@@ -63,48 +76,6 @@ static const apr_size_t fragment_sizes[8] = { 0, 1, 2, 3, 125, 126, 200, 0 };
 static apr_pool_t *root;
 
 /* ------------------------------------------------------------------ */
-/* Byte buffer and failure                                             */
-
-typedef struct {
-    unsigned char *data;
-    size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        b->cap = (b->len + n) * 2 + 64;
-        b->data = realloc(b->data, b->cap);
-        if (!b->data) {
-            abort();
-        }
-    }
-    if (n) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-}
-
-/* A log record: tag, a number, then len bytes. */
-static void log_rec(buf_t *b, char tag, long num, const void *p, size_t len)
-{
-    char head[64];
-    int n = snprintf(head, sizeof(head), "\n%c %ld %lu:", tag, num,
-                     (unsigned long)len);
-
-    buf_add(b, head, (size_t)n);
-    buf_add(b, p, len);
-}
-
-static void die(const char *what)
-{
-    fprintf(stderr, "fuzz_frame: %s\n", what);
-    abort();
-}
-
-#define CHECK(cond) do { if (!(cond)) die(#cond); } while (0)
-
-/* ------------------------------------------------------------------ */
 /* One run                                                             */
 
 typedef struct {
@@ -124,6 +95,10 @@ typedef struct {
     unsigned messages;
     int ended;                  /* state was CLOSED or FAILED */
     const char *error;          /* ws_session_error at the end */
+    /* stream mode: the message being received */
+    buf_t msg;                  /* its pieces so far */
+    int msg_opcode;             /* its type (0: none started) */
+    ws_utf8_state utf8;         /* RFC 6455 text: its pieces so far */
 } run_t;
 
 static int is_rfc(const run_t *r)
@@ -259,13 +234,72 @@ static void odd_sends(run_t *r)
     do_send(r, WS_OP_PING, "", 0);
 }
 
-static void cb_message(void *baton, int opcode, const char *data,
-                       apr_size_t len)
+/* Stream mode: inside a frame_begin frame everything else is busy. */
+static void check_in_frame(run_t *r, int opcode)
 {
-    run_t *r = baton;
+    CHECK(ws_session_sending(r->s));
+    CHECK(ws_session_send(r->s, opcode, "x", 1) == APR_EBUSY);
+    CHECK(ws_session_close(r->s, 0, NULL) == APR_EBUSY);
+    CHECK(ws_session_frame_begin(r->s, WS_OP_CONTINUATION, 1, 0)
+          == APR_EBUSY);
+    if (is_rfc(r)) {
+        CHECK(ws_session_ping(r->s, "", 0) == APR_EBUSY);
+    }
+}
+
+/* Stream mode: between the frames of a message, no whole message, no new
+ * one, no frame_end. */
+static void check_between_frames(run_t *r, int opcode)
+{
+    CHECK(ws_session_sending(r->s));
+    CHECK(ws_session_send(r->s, opcode, "x", 1) == APR_EBUSY);
+    CHECK(ws_session_frame_begin(r->s, opcode, 1, 0) == APR_EINVAL);
+    CHECK(ws_session_frame_end(r->s) == APR_EINVAL);
+}
+
+/* do_send through ws_session_frame_begin/_end, the payload written here
+ * (counted and logged as the engine's writes are, never refused). */
+static void send_frames(run_t *r, int opcode, const char *data,
+                        apr_size_t len)
+{
+    ws_session_state_e before = ws_session_state(r->s);
+    apr_size_t max = is_rfc(r) && r->par->cfg.fragment_size
+                     ? r->par->cfg.fragment_size : len;
+    int op = opcode;
+    apr_status_t rv;
+
+    if (!is_rfc(r) && (opcode == WS_OP_BINARY || memchr(data, 0xFF, len))) {
+        do_send(r, opcode, data, len);      /* refused, nothing written */
+        return;
+    }
+    for (;;) {
+        apr_size_t n = len < max ? len : max;
+
+        if ((rv = ws_session_frame_begin(r->s, op, n == len, n))
+            != APR_SUCCESS) {
+            break;
+        }
+        check_in_frame(r, opcode);
+        if (n) {
+            CHECK(cb_write(r, data, n) == 0);
+        }
+        if ((rv = ws_session_frame_end(r->s)) != APR_SUCCESS || n == len) {
+            break;
+        }
+        check_between_frames(r, opcode);
+        data += n;
+        len -= n;
+        op = WS_OP_CONTINUATION;
+    }
+    CHECK(!ws_session_sending(r->s));
+    log_status(r, 'S', rv, before, APR_SUCCESS);
+}
+
+/* A whole message, from on_message or added up from on_data. */
+static void message(run_t *r, int opcode, const char *data, apr_size_t len)
+{
     unsigned act = r->par->actions;
 
-    no_callback_after_end(r);
     CHECK(opcode == WS_OP_TEXT || (opcode == WS_OP_BINARY && is_rfc(r)));
     CHECK(!r->par->cfg.max_message || len <= r->par->cfg.max_message);
     if (is_rfc(r) && opcode == WS_OP_TEXT) {
@@ -273,7 +307,10 @@ static void cb_message(void *baton, int opcode, const char *data,
     }
     log_rec(&r->log, 'M', opcode, data, len);
     r->messages++;
-    if (act & ACT_ECHO) {
+    if ((act & ACT_ECHO) && r->par->cfg.stream && !r->par->fail_write) {
+        send_frames(r, opcode, data, len);
+    }
+    else if (act & ACT_ECHO) {
         do_send(r, opcode, data, len);
     }
     if (act & ACT_PING) {
@@ -284,6 +321,47 @@ static void cb_message(void *baton, int opcode, const char *data,
     }
     if ((act & ACT_CLOSE) && r->messages == ((act & ACT_SECOND) ? 2u : 1u)) {
         close_from_message(r, opcode, data, len);
+    }
+}
+
+static void cb_message(void *baton, int opcode, const char *data,
+                       apr_size_t len)
+{
+    run_t *r = baton;
+
+    no_callback_after_end(r);
+    CHECK(!r->par->cfg.stream);
+    message(r, opcode, data, len);
+}
+
+/* Check a piece against those before it; the message once complete. */
+static void cb_data(void *baton, int opcode, const char *data,
+                    apr_size_t len, int final)
+{
+    run_t *r = baton;
+    apr_uint64_t max = r->par->cfg.max_message;
+
+    no_callback_after_end(r);
+    CHECK(r->par->cfg.stream);
+    CHECK(opcode == WS_OP_TEXT || (opcode == WS_OP_BINARY && is_rfc(r)));
+    CHECK(!r->msg_opcode || opcode == r->msg_opcode);
+    CHECK((len > 0 || final) && len <= 64 * 1024);
+    if (!r->msg_opcode) {
+        r->msg_opcode = opcode;
+        ws_utf8_init(&r->utf8);
+    }
+    buf_add(&r->msg, data, len);
+    CHECK(!max || r->msg.len <= max);
+    if (is_rfc(r) && opcode == WS_OP_TEXT) {
+        int utf8 = ws_utf8_feed(&r->utf8, (const unsigned char *)data, len);
+
+        CHECK(utf8 != WS_UTF8_INVALID && (!final || utf8 == WS_UTF8_OK));
+    }
+    if (final) {
+        r->msg_opcode = 0;
+        message(r, opcode, r->msg.data ? (const char *)r->msg.data : "",
+                r->msg.len);
+        r->msg.len = 0;
     }
 }
 
@@ -456,7 +534,7 @@ static void check_end_state(run_t *r)
 /* Driver                                                              */
 
 static const ws_session_callbacks callbacks = {
-    cb_write, cb_message, cb_ping, cb_pong, cb_close
+    cb_write, cb_message, cb_ping, cb_pong, cb_close, cb_data
 };
 
 /* Feed data in chunks of the given lengths (none: one chunk). */
@@ -511,6 +589,7 @@ static void free_run(run_t *r)
 {
     free(r->log.data);
     free(r->out.data);
+    free(r->msg.data);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -538,17 +617,37 @@ static void parse_params(params_t *par, const uint8_t *data)
     par->fail_write = data[2];
 }
 
+/* Feed data in the fuzzer's chunks and (if short) byte by byte: each
+ * run must match whole, the one-chunk run of whole messages. */
+static void check_splits(const run_t *whole, const params_t *par,
+                         const unsigned char *data, size_t len,
+                         const unsigned char *splits, size_t nsplits)
+{
+    static const unsigned char one = 1;
+    run_t other;
+
+    run(&other, par, data, len, splits, nsplits);
+    same(whole, &other);
+    free_run(&other);
+    if (len <= BYTEWISE_MAX) {
+        run(&other, par, data, len, &one, 1);
+        same(whole, &other);
+        free_run(&other);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    params_t par;
-    run_t whole, split, bytewise;
+    params_t par, streamed;
+    run_t whole, other;
     size_t nsplits;
-    static const unsigned char one = 1;
 
     if (size < 4) {
         return 0;
     }
     parse_params(&par, data);
+    streamed = par;
+    streamed.cfg.stream = 1;
     nsplits = data[3] % MAX_SPLITS;
     data += 4;
     size -= 4;
@@ -556,14 +655,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nsplits = size;
     }
     run(&whole, &par, data + nsplits, size - nsplits, NULL, 0);
-    run(&split, &par, data + nsplits, size - nsplits, data, nsplits);
-    same(&whole, &split);
-    if (size - nsplits <= BYTEWISE_MAX) {
-        run(&bytewise, &par, data + nsplits, size - nsplits, &one, 1);
-        same(&whole, &bytewise);
-        free_run(&bytewise);
-    }
+    check_splits(&whole, &par, data + nsplits, size - nsplits, data,
+                 nsplits);
+    run(&other, &streamed, data + nsplits, size - nsplits, NULL, 0);
+    same(&whole, &other);
+    free_run(&other);
+    check_splits(&whole, &streamed, data + nsplits, size - nsplits, data,
+                 nsplits);
     free_run(&whole);
-    free_run(&split);
     return 0;
 }

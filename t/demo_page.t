@@ -3,9 +3,11 @@
 # t/interop/demo_cdp.js: it types and clicks like a user and reads what the
 # page shows.  Echo (text, binary, Close and Reconnect), the counter
 # (increases, Reset), the TCP proxy (through scripts/tcp-echo, started here
-# on the /proxy backend port) and chat between two tabs (B sees A join,
-# A's message, A leave; demo_cdp.js reconnects until both chat connections
-# are in the same httpd child); then the page over https:// (wss://).
+# on the /proxy backend port), the calculator (/exec: the exec plugin runs
+# scripts/exec-calc; 6 * 7 = 42, and quit closes with 1000) and chat
+# between two tabs (B sees A join, A's message, A leave; demo_cdp.js
+# reconnects until both chat connections are in the same httpd child);
+# then the page over https:// (wss://).
 use strict;
 use warnings FATAL => 'all';
 
@@ -66,6 +68,6 @@ ok $listening, "scripts/tcp-echo listens on 127.0.0.1:$echo_port";
 close $listening if $listening;
 
 my $driver = File::Spec->catfile(interop_dir(), 'demo_cdp.js');
-run_client('the demo page in chromium: echo, counter, proxy, chat between two tabs, wss://',
+run_client('the demo page in chromium: echo, counter, proxy, calculator, chat between two tabs, wss://',
            [$node, $driver, http_url('/demo-page/'), '--https-url', http_url('/demo-page/', 1),
             '--chromium', $chromium, '--timeout', 45], 50);

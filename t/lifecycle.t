@@ -2,7 +2,9 @@
 # on_disconnect exactly once each time, on_close only when the client's
 # closing handshake arrived.  (Graceful restart and stop: t/restart.t.)
 # Uses the test plugin t/plugins/lifecycle.c, which logs each callback
-# with the client's port as the connection's id.
+# with the client's port as the connection's id, and each call of
+# on_disconnect (its state outlives the call, so a second call is counted
+# rather than crashing the child; no child may crash either).
 use strict;
 use warnings FATAL => 'all';
 
@@ -12,7 +14,9 @@ use lib "$FindBin::Bin/lib";
 use Apache::Test qw(-withtestmore);
 use WSTest qw(:all);
 
-plan tests => 6 * 3;
+plan tests => 6 * 3 + 1;
+
+my $start_mark = error_log_mark();
 
 # The callbacks logged for the connection $c since $mark, once the
 # connection has ended: (on_close codes, number of on_disconnect).
@@ -92,3 +96,9 @@ ends('hixie-76 closing handshake', $path, 1005, sub {
     $c->send(hixie_close_frame());
     $c->wait_eof(5);
 }, 'hixie');
+
+# no child crashed along the way (1 test)
+{
+    my @crash = crash_lines($start_mark);
+    is scalar(@crash), 0, 'no httpd child crashed' or diag join "\n", @crash;
+}

@@ -1,9 +1,10 @@
 # A broken plugin is a configuration error that names the file and the
 # reason, found by "httpd -t" (and so at startup), never a crash: a
 # missing file, a missing init function, an init function returning NULL,
-# an unknown API version, a struct too small for its version, and no
-# on_message callback.  Each case is checked on a minimal private
-# configuration.
+# an unknown API version (1, the unreleased first API, included), a struct
+# too small for its version, no on_message nor on_fragment callback, and a
+# plugin whose init_location refuses the location's WebSocketOptions.
+# Each case is checked on a minimal private configuration.
 use strict;
 use warnings FATAL => 'all';
 
@@ -12,9 +13,9 @@ use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
 use Cwd ();
+use WSTest qw(httpd_config_test);
 
 my $serverroot = Apache::Test::vars('serverroot');
-my $module = "$serverroot/../.libs/mod_websocket.so";
 # httpd reports the paths without "..", as realpath gives them
 my $echo = Cwd::realpath("$serverroot/../modules/echo/.libs/mod_websocket_echo.so");
 my $broken = "$serverroot/plugins/.libs/mod_websocket_broken.so";
@@ -33,46 +34,42 @@ my @cases = (
      qr/\Q$broken\E \(broken_future_init\): plugin API version 99 is not supported/],
     ['a struct smaller than its version', $broken, 'broken_short_init',
      qr/\Q$broken\E \(broken_short_init\): the plugin struct is smaller than its version requires/],
-    ['no on_message callback', $broken, 'broken_no_message_init',
-     qr/\Q$broken\E \(broken_no_message_init\): the plugin has no on_message callback/],
+    ['API version 1', $broken, 'broken_v1_init',
+     qr/\Q$broken\E \(broken_v1_init\): plugin API version 1 is not supported \(this module speaks 2 to 2\)/],
+    ['API version 0', $broken, 'broken_v0_init',
+     qr/\Q$broken\E \(broken_v0_init\): plugin API version 0 is not supported/],
+    ['a version 2 struct cut short', $broken, 'broken_truncated_init',
+     qr/\Q$broken\E \(broken_truncated_init\): the plugin struct is smaller than its version requires/],
+    ['no on_message nor on_fragment callback', $broken, 'broken_no_message_init',
+     qr/\Q$broken\E \(broken_no_message_init\): the plugin has neither on_message nor on_fragment/],
+    ['only on_fragment (streaming) is enough', $broken, 'fragment_only_init',
+     undef],
+    ['init_location refuses the options', $broken, 'broken_refuse_init',
+     qr/WebSocketHandler \Q$broken\E broken_refuse_init: broken: init_location refuses a bad value/,
+     'WebSocketOption Reason "a bad value"'],
+    ['init_location sees options written after WebSocketHandler',
+     $broken, 'broken_refuse_init',
+     qr/broken: init_location refuses later option/,
+     undef, 'WebSocketOption Reason "later option"'],
 );
 
 plan tests => 3 * @cases;
 
-# the module's own MPM, as the Apache::Test configuration loads it
-sub loaded_module {
-    my $name = shift;
-    open my $fh, '<', "$serverroot/conf/httpd.conf" or return;
-    while (<$fh>) {
-        return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
-    }
-    return;
-}
-
 my $dir = Apache::Test::vars('t_logs') . '/plugin-errors';
-mkdir $dir;
-my $mpm = loaded_module('mpm_event_module');
-my $httpd = Apache::Test::vars('httpd');
 
 for my $case (@cases) {
-    my ($name, $file, $init, $want) = @$case;
-    open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-    print $fh <<"CONF";
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:1
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LoadModule mpm_event_module "$mpm"
-LoadModule websocket_module "$module"
+    # lines before and after WebSocketHandler in the <Location>
+    my ($name, $file, $init, $want, $before, $after) = @$case;
+    $before //= '';
+    $after //= '';
+    my ($status, $out) = httpd_config_test($dir, <<"CONF");
 <Location /ws>
     SetHandler websocket-handler
+    $before
     WebSocketHandler "$file" $init
+    $after
 </Location>
 CONF
-    close $fh;
-    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
-    my $status = $?;
     ok !($status & 127), "$name: httpd -t did not crash"
         or diag "signal " . ($status & 127);
     if (defined $want) {

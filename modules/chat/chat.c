@@ -6,9 +6,10 @@
  * cannot receive it).  Joins and departures are announced as
  * "* <client address> joined" and "* <client address> left".
  *
- * A client that stops reading does not hold up the others: broadcast only
- * queues, and once a client's queue exceeds WebSocketMaxPendingBytes the
- * module closes that client with 1008.
+ * broadcast copies the payload once and shares it among all receivers,
+ * on whatever loop each of them runs.  A client that stops reading does
+ * not hold up the others: nobody waits for it, and once its output
+ * exceeds WebSocketMaxPendingBytes the module closes it with 1008.
  */
 #include "websocket_plugin.h"
 
@@ -47,14 +48,11 @@ static void chat_on_disconnect(const websocket_server *server,
 }
 
 static websocket_plugin chat_plugin = {
-    sizeof(websocket_plugin),
-    WEBSOCKET_PLUGIN_VERSION,
-    NULL,               /* on_connect */
-    chat_on_open,
-    chat_on_message,
-    NULL,               /* on_close */
-    chat_on_disconnect,
-    NULL                /* destroy */
+    .size          = sizeof(websocket_plugin),
+    .version       = WEBSOCKET_PLUGIN_VERSION,
+    .on_open       = chat_on_open,
+    .on_message    = chat_on_message,
+    .on_disconnect = chat_on_disconnect,
 };
 
 websocket_plugin *chat_init(void)

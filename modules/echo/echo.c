@@ -2,6 +2,11 @@
  *
  * echo: sends every message back as it came, text as text and binary as
  * binary.
+ *
+ * Backpressure: a client that sends but does not read would make the
+ * server queue its echoes without bound.  When a send answers
+ * WEBSOCKET_SEND_FULL the plugin stops reading the client until on_drain,
+ * so the client's own TCP window fills and it has to wait instead.
  */
 #include "websocket_plugin.h"
 
@@ -20,18 +25,25 @@ static void echo_on_message(const websocket_server *server,
                             websocket_conn *conn, int type,
                             const char *data, apr_size_t len)
 {
-    server->send(conn, type, data, len);
+    if (server->send(conn, type, data, len) == WEBSOCKET_SEND_FULL) {
+        server->pause_reading(conn, 1);
+    }
+}
+
+/* The client took enough of its echoes: listen to it again.  (on_drain
+ * only follows a WEBSOCKET_SEND_FULL, and every one of those paused.) */
+static void echo_on_drain(const websocket_server *server,
+                          websocket_conn *conn)
+{
+    server->pause_reading(conn, 0);
 }
 
 static websocket_plugin echo_plugin = {
-    sizeof(websocket_plugin),
-    WEBSOCKET_PLUGIN_VERSION,
-    echo_on_connect,
-    NULL,               /* on_open */
-    echo_on_message,
-    NULL,               /* on_close */
-    NULL,               /* on_disconnect */
-    NULL                /* destroy */
+    .size       = sizeof(websocket_plugin),
+    .version    = WEBSOCKET_PLUGIN_VERSION,
+    .on_connect = echo_on_connect,
+    .on_message = echo_on_message,
+    .on_drain   = echo_on_drain,
 };
 
 websocket_plugin *echo_init(void)

@@ -1,10 +1,14 @@
 /* Licensed under the Apache License, Version 2.0.
  *
- * tcp_proxy: bridges each WebSocket to its own TCP connection to the
- * backend named by
+ * tcp_proxy: bridges each WebSocket to its own TCP connection to a
+ * backend, in the spirit of websockify:
  *
- *     WebSocketOption Backend host:port
- *     WebSocketOption ConnectTimeout seconds    (optional, default 5)
+ *     WebSocketOption Backend host:port       (required; [v6addr]:port too)
+ *     WebSocketOption ConnectTimeout seconds  (optional, default 5)
+ *
+ * Both are checked when the configuration is read, so "httpd -t" fails on
+ * a missing, bad or unknown option; the host is resolved then too, so
+ * the loop never waits for DNS.
  *
  * Subprotocols (websockify's):
  *   binary   backend bytes go out as binary messages; any message from the
@@ -15,271 +19,242 @@
  * Sec-WebSocket-Protocol in the answer.  hixie clients have no binary
  * messages, so they always get base64 (the header only if they asked).
  *
- * Life of a connection:
- *   on_open     connects (on the owner thread, bounded by ConnectTimeout);
- *               on failure the client gets close 1011 "backend
- *               unavailable", so it learns why rather than seeing a
- *               refused handshake.  Then starts the pump thread
- *               (proxy_pump.c), which talks to the backend both ways,
- *               with backpressure both ways.
- *   on_message  client -> backend: decoded and handed to the pump, never
- *               waiting for the backend; the pump pauses reading the
- *               client while too much waits (server->pause_reading).  A
- *               backend that takes nothing for the server's Timeout gets
- *               the client closed with 1011.  Invalid base64 closes with
- *               1007, binary in base64 mode with 1003.
- *   on_close    the client's close: the pump writes what is still
- *               buffered, then shuts down our sending side to the backend
- *               (half-close); the backend sees EOF and may still answer.
- *   on_disconnect  the same if not done; the pump drains the backend
- *               until EOF (at most a few seconds); joins it, closes the
- *               socket.
+ * No thread of its own: everything runs in the connection's callbacks on
+ * its loop; the backend socket is non-blocking and watched there
+ * (proxy_backend.c).
+ *   on_open      starts a non-blocking connect (each resolved address in
+ *                turn, within ConnectTimeout); on failure the client gets
+ *                close 1011 "backend unavailable".
+ *   on_fragment  every message streams to the backend as it arrives, so
+ *                one of any size (1 GiB...) is never held whole; base64 is
+ *                decoded as it comes, a quantum cut between fragments
+ *                kept for the next.  Invalid base64 closes with 1007, a
+ *                binary message in base64 mode with 1003.
+ *   on_drain     the client took what was queued: read the backend again.
+ *   on_close     the client closes: what waits for the backend is written
+ *                out, then our sending side is shut down (half-close);
+ *                what the backend still sends is read and dropped.
+ *   on_disconnect  the same as far as it goes without waiting, then the
+ *                socket is closed and the connection's state freed.  The
+ *                module calls it right after the closing handshake, and
+ *                the plugin has nothing left to wait with: what the
+ *                backend has not taken by then, or sends later, is lost
+ *                (a backend still answering sees a reset).
  * A backend that closes on its own gets the client closed with 1000
- * "backend closed", one that fails with 1011 "backend gone", after what
- * it sent before; both are logged.
- *
- * The backend socket is non-blocking (APR timeout 0); once connected,
- * only the pump uses it (until on_disconnect has joined the pump).
+ * "backend closed" after all it sent; one that fails, or takes nothing
+ * for the server's Timeout, with 1011 "backend gone"; both are logged.
  */
 #include "tcp_proxy.h"
 
-#include "http_log.h"
 #include "apr_base64.h"
 #include "apr_strings.h"
 
-#include <limits.h>
 #include <stdlib.h>
 
-#define PROXY_CONNECT_TIMEOUT apr_time_from_sec(5)
-
-#define PROXY_B64_ALPHABET \
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+/* base64 characters decoded at a time (whole quanta) */
+#define PROXY_B64_BATCH 4096
 
 /* ------------------------------------------------------------------ */
-/* Setup                                                               */
+/* Configuration                                                       */
 
-static proxy_mode_e proxy_choose_mode(const websocket_server *server,
-                                      websocket_conn *conn)
+static void *proxy_init_location(apr_pool_t *pool, server_rec *s,
+                                 const apr_table_t *options,
+                                 const char **error)
 {
-    int rfc = server->protocol_family(conn) == WEBSOCKET_PROTOCOL_RFC6455;
-
-    if (rfc && server->subprotocol_set(conn, "binary") == APR_SUCCESS) {
-        return PROXY_BINARY;
-    }
-    if (server->subprotocol_set(conn, "base64") == APR_SUCCESS || !rfc) {
-        return PROXY_BASE64;
-    }
-    return PROXY_BINARY;
-}
-
-/* WebSocketOption ConnectTimeout: seconds (fractions allowed). */
-static apr_interval_time_t proxy_connect_timeout(const websocket_server *srv,
-                                                 websocket_conn *conn)
-{
-    const char *value = srv->option(conn, "ConnectTimeout");
-    char *end;
-    double seconds;
-
-    if (value == NULL) {
-        return PROXY_CONNECT_TIMEOUT;
-    }
-    seconds = strtod(value, &end);
-    if (end == value || *end != '\0' || seconds <= 0 || seconds > 3600) {
-        return PROXY_CONNECT_TIMEOUT;
-    }
-    return (apr_interval_time_t)(seconds * APR_USEC_PER_SEC);
-}
-
-/* A missing or malformed Backend is a configuration error: refuse with
- * 500 (logged) rather than accept a connection that cannot work. */
-static int proxy_on_connect(const websocket_server *server,
-                            websocket_conn *conn)
-{
-    request_rec *r = server->request(conn);
-    proxy_conn *pc = apr_pcalloc(r->pool, sizeof(*pc));
-    char *host = NULL, *scope = NULL;
-
-    pc->backend = server->option(conn, "Backend");
-    if (pc->backend == NULL
-        || apr_parse_addr_port(&host, &scope, &pc->port, pc->backend,
-                               r->pool) != APR_SUCCESS
-        || host == NULL || pc->port == 0) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "tcp_proxy: %s needs "
-                      "\"WebSocketOption Backend host:port\" (got %s)",
-                      r->uri, pc->backend ? pc->backend : "none");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    pc->server = server;
-    pc->conn = conn;
-    pc->host = host;
-    pc->mode = proxy_choose_mode(server, conn);
-    server->data_set(conn, pc);
-    return OK;
-}
-
-static apr_status_t proxy_connect(proxy_conn *pc, apr_pool_t *p)
-{
-    apr_sockaddr_t *sa;
-    apr_socket_t *sock = NULL;
+    proxy_location *loc = apr_pcalloc(pool, sizeof(*loc));
+    const apr_array_header_t *arr = apr_table_elts(options);
+    const apr_table_entry_t *e = (const apr_table_entry_t *)arr->elts;
+    char *host = NULL, *scope = NULL, *end;
+    apr_port_t port = 0;
     apr_status_t rv;
+    double seconds;
+    int i;
 
-    rv = apr_sockaddr_info_get(&sa, pc->host, APR_UNSPEC, pc->port, 0, p);
-    for (; rv == APR_SUCCESS && sa != NULL; sa = sa->next) {
-        rv = apr_socket_create(&sock, sa->family, SOCK_STREAM, APR_PROTO_TCP,
-                               p);
-        if (rv != APR_SUCCESS) {
-            break;
+    (void)s;
+    loc->connect_timeout = PROXY_CONNECT_TIMEOUT;
+    for (i = 0; i < arr->nelts; i++) {
+        if (strcasecmp(e[i].key, "Backend") == 0) {
+            loc->backend = e[i].val;
         }
-        apr_socket_opt_set(sock, APR_TCP_NODELAY, 1);
-        apr_socket_timeout_set(sock, proxy_connect_timeout(pc->server,
-                                                           pc->conn));
-        rv = apr_socket_connect(sock, sa);
-        if (rv == APR_SUCCESS) {
-            pc->sock = sock;
-            /* Non-blocking from now on: see the top of the file. */
-            return apr_socket_timeout_set(sock, 0);
+        else if (strcasecmp(e[i].key, "ConnectTimeout") == 0) {
+            seconds = strtod(e[i].val, &end);
+            if (end == e[i].val || *end != '\0' || !(seconds > 0)
+                || seconds > 3600) {
+                *error = apr_psprintf(pool, "WebSocketOption ConnectTimeout "
+                                      "\"%s\" is not a number of seconds "
+                                      "(at most 3600)", e[i].val);
+                return NULL;
+            }
+            loc->connect_timeout = apr_time_from_msec(seconds * 1000);
         }
-        apr_socket_close(sock);
-        if (sa->next != NULL) {
-            rv = APR_SUCCESS;   /* try the next address */
+        else {
+            *error = apr_psprintf(pool, "unknown WebSocketOption %s (tcp_proxy "
+                                  "knows Backend and ConnectTimeout)",
+                                  e[i].key);
+            return NULL;
         }
     }
-    return rv;
+    if (loc->backend == NULL) {
+        *error = "missing \"WebSocketOption Backend host:port\"";
+        return NULL;
+    }
+    if (apr_parse_addr_port(&host, &scope, &port, loc->backend, pool)
+            != APR_SUCCESS || host == NULL || scope != NULL || port == 0) {
+        *error = apr_psprintf(pool, "WebSocketOption Backend \"%s\" is not "
+                              "host:port", loc->backend);
+        return NULL;
+    }
+    rv = apr_sockaddr_info_get(&loc->addrs, host, APR_UNSPEC, port, 0, pool);
+    if (rv != APR_SUCCESS) {
+        *error = apr_psprintf(pool, "WebSocketOption Backend \"%s\": cannot "
+                              "resolve %s: %pm", loc->backend, host, &rv);
+        return NULL;
+    }
+    return loc;
 }
 
 /* ------------------------------------------------------------------ */
-/* Client to backend (owner thread)                                    */
+/* Client to backend                                                   */
 
-/* Exactly base64 of whole quanta: only the alphabet, a length that is a
- * multiple of 4, at most two '=' at the end.  s is NUL-terminated. */
-static int proxy_base64_valid(const char *s, apr_size_t len)
+static int proxy_b64_char(char c)
 {
-    apr_size_t n = strspn(s, PROXY_B64_ALPHABET);
-
-    if (len % 4 != 0 || n + 2 < len) {
-        return 0;
-    }
-    while (n < len && s[n] == '=') {
-        n++;
-    }
-    return n == len;
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+           || (c >= '0' && c <= '9') || c == '+' || c == '/';
 }
 
-/* Decode a base64 text message and hand it to the pump.  Bad input
- * closes the client (1007) and counts as handled. */
-static apr_status_t proxy_write_base64(proxy_conn *pc, const char *data,
-                                       apr_size_t len)
+/* Decode n characters of whole quanta (NUL-terminated) into the buffer
+ * for the backend. */
+static void proxy_b64_decode(proxy_conn *pc, const char *coded, apr_size_t n)
 {
-    char *coded, *plain = NULL;
-    apr_status_t rv = APR_SUCCESS;
+    char *room = proxy_reserve(pc, n / 4 * 3);
 
-    if (len > INT_MAX / 2) {
-        pc->stopped = 1;
-        pc->server->close(pc->conn, 1009, "message too big");
-        return APR_SUCCESS;
+    if (room == NULL) {
+        proxy_failed(pc, APR_ENOMEM, "buffering for ");
+        return;
     }
-    if ((coded = malloc(len + 1)) == NULL) {
-        return APR_ENOMEM;
-    }
-    memcpy(coded, data, len);
-    coded[len] = '\0';
-    if (!proxy_base64_valid(coded, len)) {
-        pc->stopped = 1;
-        pc->server->close(pc->conn, 1007, "invalid base64");
-    }
-    else if ((plain = malloc(apr_base64_decode_len(coded))) == NULL) {
-        rv = APR_ENOMEM;
-    }
-    else {
-        rv = proxy_queue(pc, plain, apr_base64_decode_binary(
-                                        (unsigned char *)plain, coded));
-    }
-    free(plain);
-    free(coded);
-    return rv;
+    pc->end += apr_base64_decode_binary((unsigned char *)room, coded);
 }
 
-static void proxy_on_message(const websocket_server *server,
-                             websocket_conn *conn, int type,
-                             const char *data, apr_size_t len)
+/* The next characters of a base64 message: whole quanta are checked and
+ * decoded, the rest kept for the next fragment.  Padding ("xx==",
+ * "xxx=") may only end the message.  0 on invalid base64. */
+static int proxy_b64_feed(proxy_conn *pc, const char *data, apr_size_t len)
+{
+    char coded[PROXY_B64_BATCH + 1];
+    const char *q = pc->quantum;
+    apr_size_t n = 0;
+
+    while (len > 0) {
+        pc->quantum[pc->qlen++] = *data++;
+        len--;
+        if (pc->qlen < 4) {
+            continue;
+        }
+        pc->qlen = 0;
+        if (pc->padded || !proxy_b64_char(q[0]) || !proxy_b64_char(q[1])
+            || !(proxy_b64_char(q[2]) || (q[2] == '=' && q[3] == '='))
+            || !(proxy_b64_char(q[3]) || q[3] == '=')) {
+            return 0;
+        }
+        pc->padded = q[3] == '=';
+        memcpy(coded + n, q, 4);
+        if ((n += 4) == PROXY_B64_BATCH) {
+            coded[n] = '\0';
+            proxy_b64_decode(pc, coded, n);
+            n = 0;
+        }
+    }
+    if (n > 0) {
+        coded[n] = '\0';
+        proxy_b64_decode(pc, coded, n);
+    }
+    return 1;
+}
+
+/* The next bytes of a client message (transient buckets: copied or
+ * written before returning). */
+static void proxy_on_fragment(const websocket_server *server,
+                              websocket_conn *conn, int type,
+                              apr_bucket_brigade *bb, int final)
 {
     proxy_conn *pc = server->data_get(conn);
+    apr_bucket *b;
+    const char *data;
+    apr_size_t len;
     apr_status_t rv;
 
-    if (pc == NULL || pc->pump == NULL || pc->stopped) {
-        return;
+    while (!APR_BRIGADE_EMPTY(bb)) {
+        b = APR_BRIGADE_FIRST(bb);
+        if (pc->closing || pc->done || APR_BUCKET_IS_METADATA(b)) {
+            /* dropped */
+        }
+        else if (pc->base64 && type != WEBSOCKET_TEXT) {
+            proxy_close_client(pc, 1003, "base64 expects text messages");
+        }
+        else if ((rv = apr_bucket_read(b, &data, &len, APR_BLOCK_READ))
+                     != APR_SUCCESS) {
+            proxy_failed(pc, rv, "reading the client's message for ");
+        }
+        else if (!pc->base64) {
+            proxy_write(pc, data, len);
+        }
+        else if (!proxy_b64_feed(pc, data, len)) {
+            proxy_close_client(pc, 1007, "invalid base64");
+        }
+        apr_bucket_delete(b);
     }
-    if (pc->mode == PROXY_BINARY) {
-        rv = proxy_queue(pc, data, len);
+    if (final) {
+        if (pc->base64 && pc->qlen != 0) {
+            proxy_close_client(pc, 1007, "invalid base64");
+        }
+        pc->qlen = pc->padded = 0;
     }
-    else if (type == WEBSOCKET_TEXT) {
-        rv = proxy_write_base64(pc, data, len);
+    if (pc->connected && !pc->done) {
+        proxy_flush(pc);    /* what base64 decoded; half-close if closing */
     }
-    else {
-        pc->stopped = 1;
-        server->close(conn, 1003, "base64 expects text messages");
-        return;
-    }
-    if (rv != APR_SUCCESS) {
-        pc->stopped = 1;
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, server->request(conn),
-                      "tcp_proxy: %s: buffering for backend %s failed",
-                      pc->uri, pc->backend);
-        server->close(conn, 1011, "backend gone");
-    }
+    proxy_update(pc);
 }
 
 /* ------------------------------------------------------------------ */
 /* Life cycle                                                          */
 
-static apr_status_t proxy_start_pump(proxy_conn *pc, apr_pool_t *p)
+static int proxy_on_connect(const websocket_server *server,
+                            websocket_conn *conn)
 {
-    apr_status_t rv;
+    const proxy_location *loc = server->location_data(conn);
+    int rfc = server->protocol_family(conn) == WEBSOCKET_PROTOCOL_RFC6455;
+    apr_pool_t *pool;
+    proxy_conn *pc;
 
-    pc->rbuf = apr_palloc(p, PROXY_CHUNK);
-    pc->ebuf = apr_palloc(p, apr_base64_encode_len(PROXY_CHUNK));
-    rv = apr_thread_mutex_create(&pc->mutex, APR_THREAD_MUTEX_DEFAULT, p);
-    if (rv == APR_SUCCESS) {
-        rv = apr_pollset_create(&pc->pollset, 1, p, APR_POLLSET_WAKEABLE);
+    if (loc == NULL || apr_pool_create_unmanaged(&pool) != APR_SUCCESS) {
+        return HTTP_INTERNAL_SERVER_ERROR;
     }
-    if (rv != APR_SUCCESS) {
-        pc->pollset = NULL;
-        return rv;
+    pc = apr_pcalloc(pool, sizeof(*pc));
+    pc->server = server;
+    pc->conn = conn;
+    pc->loc = loc;
+    pc->pool = pool;
+    if (!rfc || server->subprotocol_set(conn, "binary") != APR_SUCCESS) {
+        pc->base64 = server->subprotocol_set(conn, "base64") == APR_SUCCESS
+                     || !rfc;
     }
-    pc->server->retain(pc->conn);   /* released by the pump */
-    rv = apr_thread_create(&pc->pump, NULL, proxy_pump_main, pc, p);
-    if (rv != APR_SUCCESS) {
-        pc->pump = NULL;
-        pc->server->release(pc->conn);
-    }
-    return rv;
+    server->data_set(conn, pc);
+    return OK;
 }
 
 static void proxy_on_open(const websocket_server *server,
                           websocket_conn *conn)
 {
-    proxy_conn *pc = server->data_get(conn);
-    request_rec *r = server->request(conn);
-    apr_status_t rv;
+    proxy_connect(server->data_get(conn));
+}
 
-    if (pc == NULL) {
-        return;
-    }
-    pc->s = r->server;
-    pc->uri = apr_pstrdup(r->pool, r->uri);
-    pc->client_ip = server->client_ip(conn);
-    pc->write_timeout = r->server->timeout;
-    if ((rv = proxy_connect(pc, r->pool)) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "tcp_proxy: %s: cannot "
-                      "connect to backend %s", r->uri, pc->backend);
-        server->close(conn, 1011, "backend unavailable");
-    }
-    else if ((rv = proxy_start_pump(pc, r->pool)) != APR_SUCCESS) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, rv, r, "tcp_proxy: %s: cannot "
-                      "start the pump thread", r->uri);
-        pc->stopped = 1;
-        server->close(conn, 1011, "cannot start pump");
-    }
+static void proxy_on_drain(const websocket_server *server,
+                           websocket_conn *conn)
+{
+    proxy_conn *pc = server->data_get(conn);
+
+    pc->full = 0;
+    proxy_update(pc);
 }
 
 static void proxy_on_close(const websocket_server *server,
@@ -291,39 +266,37 @@ static void proxy_on_close(const websocket_server *server,
     (void)code;
     (void)reason;
     (void)len;
-    if (pc != NULL && pc->pump != NULL) {
-        proxy_finish(pc);
+    pc->closing = 1;
+    if (pc->connected && !pc->done) {
+        proxy_flush(pc);
     }
+    proxy_update(pc);
 }
 
 static void proxy_on_disconnect(const websocket_server *server,
                                 websocket_conn *conn)
 {
     proxy_conn *pc = server->data_get(conn);
-    apr_status_t thread_rv;
 
-    if (pc == NULL) {
-        return;
-    }
-    if (pc->pump != NULL) {
-        proxy_finish(pc);
-        apr_thread_join(&thread_rv, pc->pump);
-    }
-    if (pc->sock != NULL) {
-        apr_socket_close(pc->sock);
-    }
+    proxy_close_backend(pc);
     server->data_set(conn, NULL);
+    apr_pool_destroy(pc->pool);
 }
 
 static websocket_plugin tcp_proxy_plugin = {
     sizeof(websocket_plugin),
     WEBSOCKET_PLUGIN_VERSION,
+    proxy_init_location,
     proxy_on_connect,
     proxy_on_open,
-    proxy_on_message,
+    NULL,                       /* on_message: on_fragment streams */
+    proxy_on_fragment,
     proxy_on_close,
     proxy_on_disconnect,
-    NULL                /* destroy */
+    proxy_on_drain,
+    NULL,                       /* on_ping */
+    NULL,                       /* on_pong */
+    NULL                        /* destroy */
 };
 
 websocket_plugin *tcp_proxy_init(void)

@@ -1,6 +1,7 @@
 package InteropTest;
 
-# Shared by t/interop_python.t, t/interop_node.t and t/interop_chromium.t:
+# Shared by t/interop_python.t, t/interop_node.t, t/interop_chromium.t,
+# t/h2_websocket.t and t/h2_restart.t:
 # find the client tools, run a client bounded in time (in its own process
 # group, killed as a whole), and the URLs/CA of the Apache::Test server.
 #
@@ -21,7 +22,7 @@ use Time::HiRes ();
 use Exporter 'import';
 our @EXPORT_OK = qw(
     find_tool require_tools run_bounded interop_dir ws_url http_url ca_file
-    run_client
+    run_client require_h2_client
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -154,6 +155,27 @@ sub _hostport {
 sub ca_file {
     my $v = Apache::Test::config()->{vars};
     return File::Spec->catfile($v->{sslca}, $v->{sslcaorg} || 'asf', 'certs', 'ca.crt');
+}
+
+# require_h2_client() -> the python3 that runs t/interop/h2_client.py
+# (RFC 8441 on python3-h2), after require_tools() on it and on what the
+# HTTP/2 tests talk to: mod_http2 with the h2_websocket vhost (h2c) and
+# mod_ssl's vhost (h2)
+sub require_h2_client {
+    my $python = find_tool('WS_PYTHON3', '/usr/bin/python3');
+    my $have_h2 = $python && system($python, '-c', 'import h2') == 0;
+    my $cfg = Apache::Test::config();
+    require_tools(
+        ['mod_http2 and the h2_websocket vhost', $cfg->{vhosts}{h2_websocket}
+            && Apache::Test::have_module('mod_http2.c'),
+         'apache2-bin; t/conf/inherit-modules.conf loads it'],
+        ['mod_ssl (the TLS vhost of Apache::Test)', $cfg->{vhosts}{mod_ssl},
+         'apache2-bin; t/conf/inherit-modules.conf loads it'],
+        ['/usr/bin/python3', $python, 'Debian package python3'],
+        ['the h2 module of /usr/bin/python3', $have_h2,
+         'Debian package python3-h2'],
+    );
+    return $python;
 }
 
 # run_client($name, \@cmd, $timeout): runs a client that prints

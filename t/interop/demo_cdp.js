@@ -10,8 +10,10 @@
 // Checks: every panel opens with the right subprotocol and ws://; the echo
 // panel echoes text and binary; Close shows "closed 1000" and Reconnect
 // opens again; the counter increases and Reset starts it again; the proxy
-// panel gets its bytes back through the TCP echo; chat between two tabs: B
-// sees A join and A's message, A sees B's reply, B sees A leave.  With
+// panel gets its bytes back through the TCP echo; the calculator (/exec,
+// a process per WebSocket) answers and "quit" closes it with 1000; chat
+// between two tabs: B sees A join and A's message, A sees B's reply, B
+// sees A leave.  With
 // --https-url, the page over https:// uses wss:// and echoes.
 //
 // Broadcast reaches only the connections of the same httpd child, and the
@@ -153,6 +155,21 @@ async function main() {
       (li) => Number(li.dataset.bytes)).reduce((x, y) => x + y, 0)`);
     check(`proxy: bytes come back through the TCP echo (${bytes} bytes)`,
           bytes === Buffer.byteLength(msg), 'sent ' + Buffer.byteLength(msg));
+  });
+
+  await attempt('exec: the calculator answers', async () => {
+    await waitState(a, 'exec', 'open', 8000);
+    const hello = await waitLine(a, 'exec', 'in', 't.startsWith("calc (pid ")', 'the greeting');
+    await fill(a, 'exec-input', '6 * 7');
+    await click(a, 'exec-send');
+    await waitLine(a, 'exec', 'in', 't === "6 * 7 = 42"', 'the answer to 6 * 7');
+    check(`exec: the calculator answers 6 * 7 = 42 ("${hello}")`, true);
+    await fill(a, 'exec-input', 'quit');
+    await click(a, 'exec-send');
+    await waitState(a, 'exec', 'closed');
+    const code = await panelAttr(a, 'exec', 'closeCode');
+    check('exec: quit ends the program: "' + (await text(a, 'exec-state')) + '"', code === '1000',
+          'code ' + code);
   });
 
   // ---- chat between A and a second tab B

@@ -6,6 +6,8 @@
 //   node t/interop/node_client.js URL [--cafile FILE | --insecure]
 //                                     [--subprotocol NAME] [--invalid-utf8]
 //                                     [--too-big URL_WITH_LIMIT_1000]
+//                                     [--deflate MODE]
+//                                     [--expect-extension TEXT]
 //
 // URL is ws://host:port/echo or wss://host:port/echo (the echo plugin).
 // For wss:// pass --cafile with the CA that signed the server certificate
@@ -27,6 +29,15 @@
 // --too-big URL, a connection to URL (WebSocketMaxMessageSize 1000) sends
 // 1001 bytes and expects close 1009.  Prints one line per check; exit 0 only when all
 // passed.
+//
+// permessage-deflate (RFC 7692), --deflate MODE: "default" is ws's
+// perMessageDeflate: true (offer "permessage-deflate;
+// client_max_window_bits"; ws compresses messages of 1 KiB and more);
+// "nct" asks for server_ and client_no_context_takeover, "w10" for 10-bit
+// windows both ways, "nct-w10" for both (these three compress every
+// message); "off" offers nothing.  --expect-extension TEXT checks the
+// answer ("none": no extension).  With the extension, a 1 MiB
+// compressible echo must take a small part of that on the wire.
 'use strict';
 
 const crypto = require('crypto');
@@ -68,7 +79,8 @@ async function main() {
   const url = args.shift();
   if (!url || !/^wss?:\/\//.test(url)) usage();
   const opts = { maxPayload: 8 * 1024 * 1024, handshakeTimeout: STEP_TIMEOUT };
-  let subprotocol = null, invalidUtf8 = false, tooBig = null;
+  let subprotocol = null, invalidUtf8 = false, tooBig = null, expectExtension = null;
+  let deflate = 'default';
   while (args.length) {
     const a = args.shift();
     if (a === '--cafile') opts.ca = fs.readFileSync(args.shift());
@@ -76,8 +88,20 @@ async function main() {
     else if (a === '--subprotocol') subprotocol = args.shift();
     else if (a === '--invalid-utf8') invalidUtf8 = true;
     else if (a === '--too-big') tooBig = args.shift();
+    else if (a === '--deflate') deflate = args.shift();
+    else if (a === '--expect-extension') expectExtension = args.shift();
     else usage();
   }
+  const deflateModes = {
+    default: true,
+    off: false,
+    nct: { serverNoContextTakeover: true, clientNoContextTakeover: true, threshold: 0 },
+    w10: { serverMaxWindowBits: 10, clientMaxWindowBits: 10, threshold: 0 },
+    'nct-w10': { serverNoContextTakeover: true, clientNoContextTakeover: true,
+                 serverMaxWindowBits: 10, clientMaxWindowBits: 10, threshold: 0 },
+  };
+  if (!(deflate in deflateModes)) usage();
+  opts.perMessageDeflate = deflateModes[deflate];
 
   // ws fails the handshake itself if the server picks a subprotocol we did
   // not offer
@@ -135,8 +159,13 @@ async function main() {
     report(false, 'connect to ' + url, e.message);
     return;
   }
-  report(true, 'connect to ' + url + ' (ws ' + wsVersion + ', extensions "' +
-         ws.extensions + '", protocol "' + ws.protocol + '")');
+  report(true, 'connect to ' + url + ' (ws ' + wsVersion + ', --deflate ' + deflate +
+         ', extensions "' + ws.extensions + '", protocol "' + ws.protocol + '")');
+  if (expectExtension !== null) {
+    report((ws.extensions || 'none') === expectExtension,
+           'server answered Sec-WebSocket-Extensions: ' + expectExtension,
+           'got "' + ws.extensions + '"');
+  }
   if (subprotocol) {
     // the echo plugin picks the first subprotocol offered
     report(ws.protocol === subprotocol, 'server chose subprotocol ' + subprotocol,
@@ -190,6 +219,19 @@ async function main() {
                  crypto.randomBytes(3)];
   await echo('fragmented binary (4 frames)', Buffer.concat(parts), true, parts);
   await echo('text echo after fragments', 'still here', false);
+
+  if (ws.extensions) {
+    // 1 MiB of compressible text: its echo takes a small part of that on
+    // the wire (bytes the socket read; TLS records included on wss://)
+    let json = '';
+    for (let i = 0; json.length < 1024 * 1024; i++) json += '{"id":' + i + ',"name":"user' + (i % 50) + '","ok":true},';
+    json = json.slice(0, 1024 * 1024);
+    const before = ws._socket.bytesRead;
+    await echo('1 MiB compressible text echo', json, false);
+    const got = ws._socket.bytesRead - before;
+    console.log('       1 MiB echo: ' + got + ' bytes on the wire from the server');
+    report(got > 0 && got < 200 * 1024, '1 MiB echo came compressed', got + ' bytes on the wire');
+  }
 
   // ping -> pong with the same data
   for (const pdata of [Buffer.from('ping-data-\x00\xff', 'latin1'), Buffer.alloc(0)]) {

@@ -4,6 +4,8 @@
     /usr/bin/python3 t/interop/python_client.py URL [--cafile FILE | --insecure]
                                                     [--subprotocol NAME]
                                                     [--too-big URL_WITH_LIMIT_1000]
+                                                    [--deflate MODE]
+                                                    [--expect-extension TEXT]
 
 URL is ws://host:port/echo or wss://host:port/echo (the echo plugin).  For
 wss:// pass --cafile with the CA that signed the server certificate (the
@@ -19,6 +21,16 @@ and a reason: the server must answer with a close frame carrying 4001.
 With --too-big URL, a 1001-byte message to URL (a location with
 WebSocketMaxMessageSize 1000) must get the server's close 1009.
 
+Compression (permessage-deflate, RFC 7692): websockets offers it by
+default (--deflate default: its own offer, client_max_window_bits and
+memLevel 5); --deflate none offers nothing; --deflate nct10 offers
+server_ and client_no_context_takeover and 10-bit windows both ways.
+--expect-extension TEXT checks the server's answer (the
+Sec-WebSocket-Extensions header; "none" when absent); when it negotiated
+permessage-deflate, every non-empty message the server sends must come
+compressed (RSV1 on its first frame), and a 1 MiB compressible message
+must take a small part of that on the wire.
+
 Prints one line per check; exits 0 only when every check passed, 1
 otherwise (2 on usage errors).  Always bounded in time.
 """
@@ -30,6 +42,8 @@ import ssl
 import sys
 
 import websockets
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.frames import Opcode
 
 TIMEOUT = 10          # seconds for any single step
 failures = []
@@ -73,10 +87,44 @@ async def fragments(parts):
         yield p
 
 
-async def run(url, ssl_ctx, subprotocol):
+def deflate_kwargs(mode):
+    """websockets.connect arguments for --deflate MODE."""
+    if mode == "none":
+        return dict(compression=None)
+    if mode == "nct10":
+        return dict(compression=None, extensions=[ClientPerMessageDeflateFactory(
+            server_no_context_takeover=True, client_no_context_takeover=True,
+            server_max_window_bits=10, client_max_window_bits=10)])
+    return {}                    # websockets' default offer
+
+
+# data frames the server sent, by whether RSV1 marked them compressed
+# (first frames of messages only), and the non-empty messages among them
+frame_stats = {"compressed": 0, "plain": 0, "plain_nonempty": 0}
+
+
+def count_compressed_frames(ws):
+    """Wrap the permessage-deflate decoder to see RSV1 on what arrives."""
+    ext = ws.extensions[0]
+    decode = ext.decode
+
+    def counting_decode(frame, *, max_size=None):
+        if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+            if frame.rsv1:
+                frame_stats["compressed"] += 1
+            else:
+                frame_stats["plain"] += 1
+                if frame.data:
+                    frame_stats["plain_nonempty"] += 1
+        return decode(frame, max_size=max_size)
+    ext.decode = counting_decode
+
+
+async def run(url, ssl_ctx, subprotocol, deflate="default", expect_extension=None):
     kwargs = dict(subprotocols=[subprotocol, "other"] if subprotocol else None,
                   max_size=4 * 1024 * 1024, open_timeout=TIMEOUT, close_timeout=TIMEOUT,
                   ping_interval=None)
+    kwargs.update(deflate_kwargs(deflate))
     if ssl_ctx is not None:
         kwargs["ssl"] = ssl_ctx
     try:
@@ -84,9 +132,20 @@ async def run(url, ssl_ctx, subprotocol):
     except Exception as e:  # noqa: BLE001
         report(False, "connect to " + url, "%s: %s" % (type(e).__name__, e))
         return
-    report(True, "connect to %s (websockets %s, extensions %s, subprotocol %s)"
+    answer = ws.response_headers.get("Sec-WebSocket-Extensions")
+    report(True, "connect to %s (websockets %s, extensions %s, subprotocol %s; offer %s, "
+           "answer %s)"
            % (url, websockets.__version__,
-              [type(x).__name__ for x in ws.extensions] or "none", ws.subprotocol))
+              [type(x).__name__ for x in ws.extensions] or "none", ws.subprotocol,
+              ws.request_headers.get("Sec-WebSocket-Extensions"), answer))
+    if expect_extension is not None:
+        report((answer or "none") == expect_extension,
+               "server answered Sec-WebSocket-Extensions: %s" % expect_extension,
+               "got %r" % (answer,))
+    deflating = bool(ws.extensions)
+    count_wire_bytes(ws)
+    if deflating:
+        count_compressed_frames(ws)
     if subprotocol:
         # the echo plugin picks the first subprotocol offered
         report(ws.subprotocol == subprotocol, "server chose subprotocol %r" % subprotocol,
@@ -117,6 +176,22 @@ async def run(url, ssl_ctx, subprotocol):
 
     # the connection is still usable after all that
     await echo(ws, "text echo after fragments", "still here")
+
+    if deflating:
+        # 1 MiB of compressible text: its echo takes a small part of that
+        # on the wire (bytes read by the transport's protocol)
+        big = "".join('{"id":%d,"name":"user%d","ok":true},' % (i, i % 50)
+                      for i in range(40000))[:1024 * 1024]
+        before = wire_bytes(ws)
+        await echo(ws, "1 MiB compressible text echo", big)
+        got = wire_bytes(ws) - before
+        print("       1 MiB echo: %d bytes on the wire from the server" % got, flush=True)
+        report(0 < got < 200 * 1024, "1 MiB echo came compressed",
+               "%d bytes on the wire" % got)
+        report(frame_stats["plain_nonempty"] == 0 and frame_stats["compressed"] > 0,
+               "server compressed every non-empty message (%d compressed, %d empty "
+               "uncompressed)" % (frame_stats["compressed"], frame_stats["plain"]),
+               "%r" % frame_stats)
 
     # ping: the server must answer with a pong carrying the same data
     try:
@@ -161,6 +236,21 @@ async def run(url, ssl_ctx, subprotocol):
         report(False, "TCP connection closed", "%s: %s" % (type(e).__name__, e))
 
 
+def wire_bytes(ws):
+    """Bytes the connection's stream reader has been given so far."""
+    return getattr(ws, "_wire_bytes", 0)
+
+
+def count_wire_bytes(ws):
+    """Count what the transport delivers to the protocol."""
+    data_received = ws.data_received
+
+    def counting(data):
+        ws._wire_bytes = getattr(ws, "_wire_bytes", 0) + len(data)
+        return data_received(data)
+    ws.data_received = counting
+
+
 async def too_big(url, ssl_ctx):
     """A message over the location's WebSocketMaxMessageSize (1000) must
     get the server's close frame with 1009 (and no echo)."""
@@ -200,6 +290,11 @@ def main():
                     "expect the server to choose it")
     ap.add_argument("--too-big", metavar="URL", help="also check that URL (a location with "
                     "WebSocketMaxMessageSize 1000) closes with 1009 on a 1001-byte message")
+    ap.add_argument("--deflate", choices=("default", "none", "nct10"), default="default",
+                    help="permessage-deflate offer: websockets' default, none, or no "
+                    "context takeover with 10-bit windows")
+    ap.add_argument("--expect-extension", metavar="TEXT",
+                    help="the server's Sec-WebSocket-Extensions answer (\"none\": absent)")
     args = ap.parse_args()
 
     ssl_ctx = None
@@ -215,7 +310,8 @@ def main():
         return 2
 
     try:
-        asyncio.run(asyncio.wait_for(run(args.url, ssl_ctx, args.subprotocol), 25))
+        asyncio.run(asyncio.wait_for(run(args.url, ssl_ctx, args.subprotocol, args.deflate,
+                                         args.expect_extension), 25))
         if args.too_big:
             asyncio.run(asyncio.wait_for(too_big(args.too_big, ssl_ctx), 15))
     except Exception as e:  # noqa: BLE001 - e.g. the overall timeout

@@ -31,6 +31,7 @@ use Errno qw(EAGAIN EINTR EWOULDBLOCK);
 use IO::Select ();
 use IO::Socket::INET ();
 use MIME::Base64 ();
+use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes ();
 
@@ -45,9 +46,12 @@ our @EXPORT_OK = qw(
     ws_frame ws_text ws_binary ws_close ws_ping ws_pong ws_continuation
     ws_parse_frame ws_mask ws_close_payload ws_parse_close
     ws_client_key ws_accept rfc6455_request
-    error_log_path error_log_mark error_log_since error_log_wait
+    error_log_path error_log_mark error_log_since error_log_wait crash_lines
+    forensic_read forensic_ended
     server_hostport httpd_parent_pid send_expecting_status
-    children rss_kb fd_count snapshot rss_growth fd_growth describe
+    loaded_module httpd_config_test
+    children server_child rss_kb fd_count snapshot rss_growth fd_growth
+    describe
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -273,7 +277,9 @@ sub read_until {
     }
 }
 
-# Whatever arrives within $timeout (or until EOF), consumed.
+# Whatever arrives within $timeout (or until EOF), consumed.  A timeout
+# of 0 returns only what was already buffered: pass a small one (0.05) to
+# look at the socket.
 sub read_available {
     my ($self, $timeout) = @_;
     my $deadline = _deadline($timeout);
@@ -807,6 +813,35 @@ sub children {
     return sort { $a <=> $b } @kids;
 }
 
+# server_child($c) -> pid of the httpd child that holds the server's end of
+# the connection $c (found through /proc/net/tcp* and the children's
+# descriptors), or undef
+sub server_child {
+    my $c = shift;
+    my ($cport, $sport) = ($c->sock->sockport, $c->sock->peerport);
+    my $inode;
+    for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $table or next;
+        while (<$fh>) {
+            my @f = split;
+            next unless @f > 9 && $f[1] =~ /:([0-9A-F]+)$/ && hex $1 == $sport
+                && $f[2] =~ /:([0-9A-F]+)$/ && hex $1 == $cport;
+            $inode = $f[9];
+            last;
+        }
+        last if $inode;
+    }
+    return unless $inode;
+    for my $pid (children()) {
+        opendir my $d, "/proc/$pid/fd" or next;
+        for my $fd (readdir $d) {
+            my $target = readlink "/proc/$pid/fd/$fd";
+            return $pid if defined $target && $target eq "socket:[$inode]";
+        }
+    }
+    return;
+}
+
 # VmRSS of $pid in kB, or undef
 sub rss_kb {
     my $pid = shift;
@@ -880,6 +915,50 @@ sub send_expecting_status {
     return ($c, $res, $head);
 }
 
+# ----------------------------------------------------------------------
+# private configurations
+
+# loaded_module('mpm_event_module') -> the file the Apache::Test
+# configuration loads that module from, else Debian's
+# /usr/lib/apache2/modules/mod_mpm_event.so
+sub loaded_module {
+    my $name = shift;
+    my $conf = Apache::Test::vars('serverroot') . '/conf/httpd.conf';
+    if (open my $fh, '<', $conf) {
+        while (<$fh>) {
+            return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/;
+        }
+    }
+    (my $file = $name) =~ s/_module$//;
+    return "/usr/lib/apache2/modules/mod_$file.so";
+}
+
+# httpd_config_test($dir, $body) -> ($wait_status, $output) of "httpd -t"
+# on a minimal configuration in $dir (created if need be) that loads
+# mpm_event and the built mod_websocket, followed by $body.
+sub httpd_config_test {
+    my ($dir, $body) = @_;
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $module = "$serverroot/../.libs/mod_websocket.so";
+    my $mpm = loaded_module('mpm_event_module');
+    mkdir $dir;
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:1
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+LoadModule mpm_event_module "$mpm"
+LoadModule websocket_module "$module"
+$body
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
+    return ($?, $out);
+}
+
 # the test server's parent process id (from t/logs/httpd.pid), or undef
 sub httpd_parent_pid {
     my $f = Apache::Test::vars('t_logs') . '/httpd.pid';
@@ -933,6 +1012,53 @@ sub error_log_wait {
     return @l;
 }
 
+# ForensicLog (t/conf/extra.conf.in): a request that carries the header
+# "X-Test-Tag: TAG" is logged as "+ID|GET ...|...X-Test-Tag:TAG..." once
+# its headers have been read, and as "-ID" when it ends.
+
+# forensic_read(@tags) -> the ForensicLog id of each tagged request (in the
+# order of @tags) once the server has read all of them, or () if that has
+# not happened within 5 s
+sub forensic_read {
+    my @tags = @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    my $deadline = Time::HiRes::time() + 5;
+    while (1) {
+        my %id;
+        if (open my $fh, '<', $log) {
+            while (<$fh>) {
+                $id{$2} = $1 if /^\+([^|]+)\|.*\|X-Test-Tag:([^|\s]+)/;
+            }
+        }
+        return map { $id{$_} } @tags unless grep { !$id{$_} } @tags;
+        return if Time::HiRes::time() > $deadline;
+        Time::HiRes::sleep(0.02);
+    }
+}
+
+# forensic_ended(@ids) -> how many of the requests @ids have ended
+sub forensic_ended {
+    my %want = map { $_ => 1 } @_;
+    my $log = Apache::Test::vars('t_logs') . '/forensic_log';
+    open my $fh, '<', $log or return 0;
+    my $n = 0;
+    while (<$fh>) {
+        $n++ if /^-(\S+)$/ && $want{$1};
+    }
+    return $n;
+}
+
+# Lines since $mark that say an httpd child crashed (the parent logs
+# "exit signal ..." when it reaps one, within about a second: this waits
+# up to $timeout seconds, default 2, for such a line) or that a sanitizer
+# or the C library objected.
+sub crash_lines {
+    my ($mark, $timeout) = @_;
+    return error_log_wait($mark,
+        qr/exit signal|Segmentation fault|AddressSanitizer|runtime error|double free|corrupted/,
+        timeout => defined $timeout ? $timeout : 2, settle => 0);
+}
+
 1;
 
 # ----------------------------------------------------------------------
@@ -977,6 +1103,65 @@ sub open6455 {
     return $c;
 }
 
+# $c->flood_until_closed(%opt): writes first => BYTES (if given) and then
+# flood => BYTES over and over, with no pause in between, as fast as the
+# server takes them (the socket's send buffer stays full), while reading
+# what the server sends, until the server ends the connection (EOF, or a
+# reset) or timeout => SECONDS (default 20) have passed; started => CODE
+# is called once after the first write.  Plain connections only.  Returns
+# { ended => 0|1, how => 'EOF'|error text, close => the first close frame
+# received (or undef), close_at and end_at => times, written => bytes }.
+sub flood_until_closed {
+    my ($self, %o) = @_;
+    croak 'flood_until_closed: plain connections only' if $self->{ssl};
+    my $bytes = $o{flood};
+    my $timeout = defined $o{timeout} ? $o{timeout} : 20;
+    my $started = $o{started};
+    my $out = (defined $o{first} ? $o{first} : '') . $bytes;
+    my $off = 0;
+    my $sock = $self->{sock};
+    my $deadline = _deadline($timeout);
+    my %r = (ended => 0, written => 0);
+    local $SIG{PIPE} = 'IGNORE';
+    $sock->blocking(0);
+    while (!$r{ended} && (my $left = $deadline - Time::HiRes::time()) > 0) {
+        my $rin = '';
+        vec($rin, fileno $sock, 1) = 1;
+        my ($rout, $wout) = ($rin, $rin);
+        next unless select($rout, $wout, undef, $left) > 0;
+        if (vec $rout, fileno $sock, 1) {
+            my $n = sysread $sock, my $chunk, 65536;
+            if (defined $n && $n > 0) {
+                $self->{buf} .= $chunk;
+                while (my $f = ws_parse_frame(\$self->{buf})) {
+                    next if $r{close} || $f->{opcode} != OP_CLOSE;
+                    @r{qw(close close_at)} = ($f, Time::HiRes::time());
+                }
+            }
+            elsif (defined $n || ($! != EAGAIN && $! != EINTR)) {
+                @r{qw(ended how)} = (1, defined $n ? 'EOF' : "$!");
+            }
+        }
+        if (!$r{ended} && vec $wout, fileno $sock, 1) {
+            my $n = syswrite $sock, $out, length($out) - $off, $off;
+            if (defined $n) {
+                $r{written} += $n;
+                ($out, $off) = ($bytes, 0)
+                    if ($off += $n) == length $out;
+                $started->() if $started;
+                $started = undef;
+            }
+            elsif ($! != EAGAIN && $! != EINTR) {
+                @r{qw(ended how)} = (1, "$!");
+            }
+        }
+    }
+    $r{end_at} = Time::HiRes::time() if $r{ended};
+    $self->{eof} = 1 if $r{ended};
+    $sock->blocking(1);
+    return \%r;
+}
+
 # ws_close_frame_info($frame) -> { code (undef: empty payload), reason }
 sub ws_close_frame_info {
     my $f = shift;
@@ -998,3 +1183,291 @@ sub read_until_close {
         push @before, $f;
     }
 }
+
+# ----------------------------------------------------------------------
+# --- event loop helpers (t/event_loop.t, t/event_retire.t, t/prefork.t) ---
+# Many connections at once, descriptor limits, threads and processes.
+
+push @EXPORT_OK, qw(raise_nofile nofile_limits tid_pid thread_count
+                    unused_port);
+
+# (soft, hard) RLIMIT_NOFILE of $pid (default: this process), from
+# /proc/<pid>/limits; "unlimited" is returned as 1e9.  () if unreadable.
+sub nofile_limits {
+    my $pid = shift || 'self';
+    open my $fh, '<', "/proc/$pid/limits" or return;
+    while (<$fh>) {
+        next unless /^Max open files\s+(\S+)\s+(\S+)/;
+        return map { $_ eq 'unlimited' ? 1e9 : $_ } $1, $2;
+    }
+    return;
+}
+
+# raise_nofile($want, $pid): raises the soft RLIMIT_NOFILE of $pid
+# (default this process) to $want, or to its hard limit if that is lower,
+# with prlimit(1).  Returns the soft limit in force afterwards.
+sub raise_nofile {
+    my ($want, $pid) = @_;
+    $pid ||= $$;
+    my ($soft, $hard) = nofile_limits($pid) or return 0;
+    return $soft if $soft >= $want;
+    my $new = $want < $hard ? $want : $hard;
+    system 'prlimit', "--pid=$pid", "--nofile=$new:$hard";
+    ($soft) = nofile_limits($pid);
+    return $soft || 0;
+}
+
+# the process (thread group) a Linux thread id belongs to, or undef
+sub tid_pid {
+    my $tid = shift;
+    return undef unless defined $tid && $tid =~ /^\d+$/;
+    open my $fh, '<', "/proc/$tid/status" or return undef;
+    while (<$fh>) { return $1 if /^Tgid:\s+(\d+)/ }
+    return undef;
+}
+
+# number of threads of $pid, or undef
+sub thread_count {
+    my $pid = shift;
+    opendir my $d, "/proc/$pid/task" or return undef;
+    return scalar grep { /^\d+$/ } readdir $d;
+}
+
+# a TCP port on 127.0.0.1 nothing listens on (at the time of the call)
+sub unused_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, Proto => 'tcp',
+                                  ReuseAddr => 1)
+        or croak "cannot find a free port: $!";
+    my $port = $s->sockport;
+    CORE::close $s;
+    return $port;
+}
+
+# $c->roundtrip($bytes, $timeout): sends one masked text frame and returns
+# the payload of the next message (undef on EOF/timeout).
+sub roundtrip {
+    my ($self, $bytes, $timeout) = @_;
+    $self->send(ws_text($bytes)) or return undef;
+    my $m = $self->read_ws_message($timeout) or return undef;
+    return $m->{payload};
+}
+
+# WSTest->open_many($n, %opt): opens $n RFC 6455 WebSockets concurrently
+# (non-blocking connects and handshakes, at most `window` in progress, 100
+# by default) and keeps them all open.  Options: path (/echo), host,
+# port, vhost (plain connections only), timeout (for the whole batch,
+# default 60 s).  Returns (\@connections, \@errors): the connections that
+# got a valid 101 (ordinary WSTest connections, blocking again) and one
+# text per connection that did not.
+sub open_many {
+    my ($class, $n, %o) = @_;
+    croak 'open_many: no TLS' if $o{ssl};
+    my ($host, $port) = server_hostport($o{vhost});
+    $host = $o{host} if defined $o{host};
+    $port = $o{port} if defined $o{port};
+    my $path = $o{path} || '/echo';
+    my $window = $o{window} || 100;
+    my $deadline = Time::HiRes::time() + ($o{timeout} || 60);
+    my $addr = Socket::inet_aton($host)
+        or croak "open_many: cannot resolve $host";
+    my $peer = Socket::pack_sockaddr_in($port, $addr);
+
+    my (@done, @errors, %busy);        # %busy: fileno => state
+    my $rsel = IO::Select->new;
+    my $wsel = IO::Select->new;
+    my $started = 0;
+    my $fail = sub {
+        my ($st, $why) = @_;
+        $rsel->remove($st->{sock});
+        $wsel->remove($st->{sock});
+        delete $busy{ fileno $st->{sock} };
+        CORE::close $st->{sock};
+        push @errors, $why;
+    };
+    local $SIG{PIPE} = 'IGNORE';
+    while (@done + @errors < $n) {
+        while ($started < $n && keys %busy < $window) {
+            $started++;
+            my $sock = IO::Socket::INET->new(Proto => 'tcp');
+            unless ($sock) {
+                push @errors, "socket: $!";
+                next;
+            }
+            $sock->blocking(0);
+            if (!CORE::connect($sock, $peer) && !$!{EINPROGRESS}) {
+                push @errors, "connect: $!";
+                CORE::close $sock;
+                next;
+            }
+            my ($req, $used) = rfc6455_request(host => "$host:$port",
+                                               path => $path);
+            $busy{ fileno $sock } = { sock => $sock, out => $req,
+                                      accept => $used->{accept}, in => '' };
+            $wsel->add($sock);
+        }
+        my $left = $deadline - Time::HiRes::time();
+        last if $left <= 0;
+        my ($r, $w) = IO::Select->select($rsel, $wsel, undef,
+                                         $left < 0.5 ? $left : 0.5);
+        for my $sock (@{ $w || [] }) {
+            my $st = $busy{ fileno $sock } or next;
+            my $err = getsockopt($sock, Socket::SOL_SOCKET(),
+                                 Socket::SO_ERROR());
+            $err = $err ? unpack('i', $err) : 0;
+            if ($err) {
+                local $! = $err;
+                $fail->($st, "connect: $!");
+                next;
+            }
+            my $k = syswrite $sock, $st->{out};
+            if (!defined $k) {
+                $fail->($st, "write: $!") unless $!{EAGAIN} || $!{EINTR};
+                next;
+            }
+            substr $st->{out}, 0, $k, '';
+            next if length $st->{out};
+            $wsel->remove($sock);
+            $rsel->add($sock);
+        }
+        for my $sock (@{ $r || [] }) {
+            my $st = $busy{ fileno $sock } or next;
+            my $k = sysread $sock, $st->{in}, 4096, length $st->{in};
+            if (!defined $k) {
+                $fail->($st, "read: $!") unless $!{EAGAIN} || $!{EINTR};
+                next;
+            }
+            if ($k == 0) {
+                $fail->($st, 'EOF before the response: '
+                             . hexdump($st->{in}, 200));
+                next;
+            }
+            my $i = index $st->{in}, "\r\n\r\n";
+            next if $i < 0;
+            my $head = substr $st->{in}, 0, $i + 4, '';
+            my $res = parse_head($head);
+            my $acc = $res ? header($res, 'Sec-WebSocket-Accept') : undef;
+            unless ($res && $res->{status} == 101 && defined $acc
+                    && $acc eq $st->{accept}) {
+                $fail->($st, 'no valid 101: ' . hexdump($head, 200));
+                next;
+            }
+            $rsel->remove($sock);
+            delete $busy{ fileno $sock };
+            $sock->blocking(1);
+            setsockopt($sock, IPPROTO_TCP, TCP_NODELAY, 1);
+            push @done, bless {
+                sock => $sock, buf => $st->{in}, host => $host,
+                port => $port, ssl => 0, eof => 0, timed_out => 0,
+            }, $class;
+        }
+    }
+    for my $st (values %busy) {
+        $fail->($st, length $st->{out} ? 'timed out connecting'
+                                       : 'timed out waiting for the 101');
+    }
+    push @errors, 'not started' for $started + 1 .. $n;
+    return (\@done, \@errors);
+}
+
+
+# ----------------------------------------------------------------------
+# private httpds: the tests that need an httpd of their own (another MPM,
+# other limits, one they stop) start it with these
+
+push @EXPORT_OK, qw(wait_up private_httpd);
+
+# wait_up(port => $port, path => '/echo', pid => $pid, secs => 20)
+# -> the first RFC 6455 connection to PATH that opens, tried every 0.2 s
+# for SECS seconds, else undef; probe => sub { ... } tries that instead
+# (until it returns true, which is returned). With pid, it gives up as
+# soon as that child has exited (and sets $? to its status).
+sub wait_up {
+    my %opt = @_;
+    my $probe = $opt{probe} || sub {
+        WSTest->open6455(host => '127.0.0.1', port => $opt{port},
+                         path => $opt{path}, timeout => 2);
+    };
+    my $deadline = Time::HiRes::time() + ($opt{secs} || 20);
+    while (Time::HiRes::time() < $deadline) {
+        my $up = $probe->();
+        return $up if $up;
+        return if $opt{pid} && waitpid($opt{pid}, POSIX::WNOHANG()) == $opt{pid};
+        Time::HiRes::sleep(0.2);
+    }
+    return;
+}
+
+# private_httpd(name => 'prefork', conf => $text, setsid => 1) -> a
+# WSTest::PrivateHttpd: writes t/logs/NAME/httpd.conf (ServerRoot, a free
+# port to Listen on, PidFile, ErrorLog, DefaultRuntimeDir, LogLevel info,
+# then $text: the MPM, the modules and the rest) and starts
+# "httpd -D FOREGROUND" on it, its output in t/logs/NAME/stdout (setsid:
+# in a session and process group of its own). ->port, ->dir, ->pid,
+# ->wait_up(path => ... or probe => ...) as wait_up() above, ->stop.
+sub private_httpd {
+    my %opt = @_;
+    my $dir = Apache::Test::vars('t_logs') . "/$opt{name}";
+    mkdir $dir;
+    unlink "$dir/error_log", "$dir/httpd.pid", "$dir/stdout";
+    my $port = unused_port();
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+# written by $0: a private httpd
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+DefaultRuntimeDir "$dir"
+LogLevel info
+$opt{conf}
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        POSIX::setsid() if $opt{setsid};
+        open STDOUT, '>>', "$dir/stdout";
+        open STDERR, '>>', "$dir/stdout";
+        { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
+        POSIX::_exit(127);
+    }
+    return bless { dir => $dir, port => $port, pid => $pid },
+                 'WSTest::PrivateHttpd';
+}
+
+package WSTest::PrivateHttpd;
+
+sub dir  { $_[0]{dir} }
+sub port { $_[0]{port} }
+sub pid  { $_[0]{pid} }
+
+sub wait_up {
+    my ($self, %opt) = @_;
+    return WSTest::wait_up(port => $self->{port}, pid => $self->{pid}, %opt);
+}
+
+# ->stop($secs): SIGTERM unless it has been reaped already, then waits
+# up to $secs (10) seconds for it to exit; true once it has. It leaves $?
+# alone (an END block's $? is the test's exit status).
+sub stop {
+    my ($self, $secs) = @_;
+    local $?;
+    my $pid = $self->{pid};
+    my $w = waitpid($pid, POSIX::WNOHANG());
+    return 1 if $w != 0;                        # exited, or reaped before
+    kill 'TERM', $pid;
+    my $until = Time::HiRes::time() + ($secs || 10);
+    while (Time::HiRes::time() < $until) {
+        return 1 if waitpid($pid, POSIX::WNOHANG()) != 0;
+        Time::HiRes::sleep(0.1);
+    }
+    return 0;
+}
+
+package WSTest;
+
+1;
+# --- end event loop helpers ---

@@ -4,8 +4,10 @@
  *
  * Most tests feed bytes through feed_all(), which runs the input in one
  * chunk, one byte at a time and (for short inputs) split in two at every
- * position, and checks that every run gives the same callbacks, output
- * and final state.
+ * position, both with whole messages and in stream mode, and checks that
+ * every run gives the same callbacks, output and final state.  In stream
+ * mode the recorder checks each piece and logs the message it adds up to
+ * as on_message would, so the two modes log alike.
  */
 
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 
 #include "ws_engine.h"
 #include "t/unit/unit.h"
+#include "t/unit/client.h"
 
 /* inputs up to this size are also tried split in two at every byte */
 #define SPLIT_ALL_MAX 512
@@ -24,106 +27,7 @@
 static apr_pool_t *root;
 
 /* ------------------------------------------------------------------ */
-/* Growable byte buffer                                                */
-
-typedef struct {
-    char *data;
-    apr_size_t len, cap;
-} buf_t;
-
-static void buf_add(buf_t *b, const void *p, apr_size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->data = realloc(b->data, b->cap);
-        if (!b->data) {
-            abort();
-        }
-    }
-    if (n) {
-        memcpy(b->data + b->len, p, n);
-    }
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void buf_printf(buf_t *b, const char *fmt, ...)
-{
-    char line[256];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    buf_add(b, line, (apr_size_t)n < sizeof(line) ? (apr_size_t)n
-                                                  : sizeof(line) - 1);
-}
-
-static void buf_free(buf_t *b)
-{
-    free(b->data);
-    memset(b, 0, sizeof(*b));
-}
-
-static const char *buf_str(const buf_t *b)
-{
-    return b->data ? b->data : "";
-}
-
-/* ------------------------------------------------------------------ */
 /* Building client input and expected server output                    */
-
-static const unsigned char mask_key[4] = { 0x37, 0xFA, 0x21, 0x3D };
-
-/* An RFC 6455 frame header with the shortest length encoding. */
-static void add_header(buf_t *b, int first, int masked, apr_uint64_t len)
-{
-    unsigned char h[10];
-    apr_size_t n;
-    int i;
-
-    h[0] = (unsigned char)first;
-    if (len < 126) {
-        h[1] = (unsigned char)len;
-        n = 2;
-    }
-    else if (len <= 0xFFFF) {
-        h[1] = 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-        n = 4;
-    }
-    else {
-        h[1] = 127;
-        for (i = 9; i >= 2; i--, len >>= 8) {
-            h[i] = (unsigned char)len;
-        }
-        n = 10;
-    }
-    if (masked) {
-        h[1] |= 0x80;
-    }
-    buf_add(b, h, n);
-    if (masked) {
-        buf_add(b, mask_key, 4);
-    }
-}
-
-/* A client frame: masked, header first byte `first`. */
-static void client_frame(buf_t *b, int first, const void *payload,
-                         apr_size_t len)
-{
-    apr_size_t i;
-
-    add_header(b, first, 1, len);
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)(((const char *)payload)[i]
-                                          ^ mask_key[i & 3]);
-
-        buf_add(b, &c, 1);
-    }
-}
 
 static void client_close(buf_t *b, int code, const char *reason)
 {
@@ -162,6 +66,7 @@ typedef struct {
     apr_size_t fragment_size;
     int close_on_message;   /* ws_session_close(1000) from on_message */
     int refuse_writes;      /* write callback fails */
+    int stream;             /* messages in pieces through on_data */
 } setup;
 
 typedef struct {
@@ -174,6 +79,12 @@ typedef struct {
     ws_session_state_e state;
     int code;
     const char *error;
+    /* stream mode */
+    buf_t pieces;           /* every on_data call, one line each */
+    buf_t msg;              /* the message's pieces so far */
+    int msg_opcode;         /* its type (0: no message started) */
+    ws_utf8_state utf8;     /* RFC 6455 text: its pieces so far */
+    apr_size_t max_piece;   /* the longest piece */
 } recorder;
 
 /* One callback as a line of the event log. */
@@ -224,15 +135,79 @@ static int rec_write(void *baton, const char *data, apr_size_t len)
     return 0;
 }
 
+/* A whole message, from on_message or added up from on_data. */
+static void message_event(recorder *r, int opcode, const char *data,
+                          apr_size_t len)
+{
+    log_event(r, opcode == WS_OP_TEXT ? "text" : "binary", opcode, data,
+              len);
+    if (r->setup->close_on_message) {
+        ws_session_close(r->s, 1000, "");
+    }
+}
+
 static void rec_message(void *baton, int opcode, const char *data,
                         apr_size_t len)
 {
     recorder *r = baton;
 
-    log_event(r, opcode == WS_OP_TEXT ? "text" : "binary", opcode, data,
-              len);
-    if (r->setup->close_on_message) {
-        ws_session_close(r->s, 1000, "");
+    if (r->setup->stream) {
+        buf_printf(&r->events, "bad: on_message in stream mode\n");
+    }
+    message_event(r, opcode, data, len);
+}
+
+/* What is wrong with a piece, given those before it; NULL: nothing. */
+static const char *piece_problem(recorder *r, int opcode, const char *data,
+                                 apr_size_t len, int final)
+{
+    int utf8;
+
+    if (!r->setup->stream) {
+        return "on_data without stream mode";
+    }
+    if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY) {
+        return "not a data opcode";
+    }
+    if (r->msg_opcode && opcode != r->msg_opcode) {
+        return "opcode changed inside a message";
+    }
+    if (!r->msg_opcode) {
+        r->msg_opcode = opcode;
+        ws_utf8_init(&r->utf8);
+    }
+    if (len == 0 && !final) {
+        return "empty piece";
+    }
+    if (opcode != WS_OP_TEXT || r->setup->proto != WS_PROTO_RFC6455) {
+        return NULL;
+    }
+    utf8 = ws_utf8_feed(&r->utf8, (const unsigned char *)data, len);
+    if (utf8 == WS_UTF8_INVALID || (final && utf8 != WS_UTF8_OK)) {
+        return "invalid UTF-8 delivered";
+    }
+    return NULL;
+}
+
+/* A piece: checked and logged apart; the message once it is complete. */
+static void rec_data(void *baton, int opcode, const char *data,
+                     apr_size_t len, int final)
+{
+    recorder *r = baton;
+    const char *problem = piece_problem(r, opcode, data, len, final);
+
+    if (problem) {
+        buf_printf(&r->events, "bad: %s\n", problem);
+    }
+    format_event(&r->pieces, final ? "final" : "piece", opcode, data, len);
+    buf_add(&r->msg, data, len);
+    if (len > r->max_piece) {
+        r->max_piece = len;
+    }
+    if (final) {
+        r->msg_opcode = 0;
+        message_event(r, opcode, buf_str(&r->msg), r->msg.len);
+        r->msg.len = 0;
     }
 }
 
@@ -253,7 +228,7 @@ static void rec_close(void *baton, int code, const char *reason,
 }
 
 static const ws_session_callbacks callbacks = {
-    rec_write, rec_message, rec_ping, rec_pong, rec_close
+    rec_write, rec_message, rec_ping, rec_pong, rec_close, rec_data
 };
 
 static void rec_open(recorder *r, apr_pool_t *p, const setup *su)
@@ -261,9 +236,11 @@ static void rec_open(recorder *r, apr_pool_t *p, const setup *su)
     ws_session_config cfg;
 
     memset(r, 0, sizeof(*r));
+    memset(&cfg, 0, sizeof(cfg));
     r->setup = su;
     cfg.max_message = su->max_message;
     cfg.fragment_size = su->fragment_size;
+    cfg.stream = su->stream;
     r->s = ws_session_create(p, su->proto, &cfg, &callbacks, r);
 }
 
@@ -278,6 +255,8 @@ static void rec_free(recorder *r)
 {
     buf_free(&r->events);
     buf_free(&r->out);
+    buf_free(&r->pieces);
+    buf_free(&r->msg);
 }
 
 /* Feed in[0..cut) in one call, then the rest step bytes at a time. */
@@ -313,36 +292,63 @@ static int same_run(const recorder *a, const recorder *b)
             || (a->error && b->error && strcmp(a->error, b->error) == 0));
 }
 
-/* Run in whole, byte by byte and split in two everywhere; r gets the
- * whole run, and every other run must match it. */
+/* Does the run of in under su (cut, step: as for run) match ref? */
+static int matches(const recorder *ref, const setup *su, const buf_t *in,
+                   apr_size_t cut, apr_size_t step, int line)
+{
+    recorder other;
+    int same;
+
+    run(&other, su, in, cut, step);
+    same = same_run(ref, &other);
+    rec_free(&other);
+    if (!same) {
+        fprintf(stderr, "%s:%d: %s, cut at %lu, then %lu at a time: "
+                "differs\n", __FILE__, line,
+                su->stream ? "stream mode" : "whole messages",
+                (unsigned long)cut, (unsigned long)step);
+    }
+    return same;
+}
+
+/* Byte by byte and split in two everywhere: all like ref? */
+static int matches_splits(const recorder *ref, const setup *su,
+                          const buf_t *in, int line)
+{
+    apr_size_t cut;
+    int same = matches(ref, su, in, 0, 1, line);
+
+    for (cut = 1; same && in->len <= SPLIT_ALL_MAX && cut < in->len; cut++) {
+        same = matches(ref, su, in, cut, in->len, line);
+    }
+    return same;
+}
+
+/* Run in whole, byte by byte and split in two everywhere, and unless su
+ * streams already, all of that in stream mode too; r gets the whole run
+ * under su, and every other run must match it. */
 static void feed_all(recorder *r, const setup *su, const buf_t *in,
                      int line)
 {
-    recorder other;
-    apr_size_t cut;
+    setup streamed = *su;
     int same;
 
+    streamed.stream = 1;
     run(r, su, in, in->len, 1);
-    run(&other, su, in, 0, 1);
-    same = same_run(r, &other);
-    rec_free(&other);
-    for (cut = 1; same && in->len <= SPLIT_ALL_MAX && cut < in->len; cut++) {
-        run(&other, su, in, cut, in->len);
-        same = same_run(r, &other);
-        rec_free(&other);
-        if (!same) {
-            fprintf(stderr, "%s:%d: split at %lu differs\n", __FILE__, line,
-                    (unsigned long)cut);
-        }
-    }
-    unit_check(same, __FILE__, line, "same result for any split");
+    same = matches_splits(r, su, in, line)
+           && (su->stream
+               || (matches(r, &streamed, in, in->len, 1, line)
+                   && matches_splits(r, &streamed, in, line)));
+    unit_check(same, __FILE__, line, "same result for any split and mode");
 }
 
 #define FEED(r, su, in) feed_all(r, su, in, __LINE__)
 
-static const setup rfc = { WS_PROTO_RFC6455, 0, 0, 0, 0 };
-static const setup hixie76 = { WS_PROTO_HIXIE76, 0, 0, 0, 0 };
-static const setup hixie75 = { WS_PROTO_HIXIE75, 0, 0, 0, 0 };
+static const setup rfc = { WS_PROTO_RFC6455, 0, 0, 0, 0, 0 };
+static const setup rfc_stream = { WS_PROTO_RFC6455, 0, 0, 0, 0, 1 };
+static const setup hixie76 = { WS_PROTO_HIXIE76, 0, 0, 0, 0, 0 };
+static const setup hixie76_stream = { WS_PROTO_HIXIE76, 0, 0, 0, 0, 1 };
+static const setup hixie75 = { WS_PROTO_HIXIE75, 0, 0, 0, 0, 0 };
 
 /* The session failed with code, said so to the peer, and told the
  * application nothing. */
@@ -620,7 +626,7 @@ static void test_invalid_utf8(void)
 
 static void test_too_big(void)
 {
-    static const setup small = { WS_PROTO_RFC6455, 10, 0, 0, 0 };
+    static const setup small = { WS_PROTO_RFC6455, 10, 0, 0, 0, 0 };
     static const char *const error = "message exceeds WebSocketMaxMessageSize";
     buf_t in = { 0 }, want = { 0 };
     recorder r;
@@ -766,7 +772,7 @@ static void test_peer_close(void)
  * handshake without a second close frame. */
 static void test_close_from_callback(void)
 {
-    static const setup closer = { WS_PROTO_RFC6455, 0, 0, 1, 0 };
+    static const setup closer = { WS_PROTO_RFC6455, 0, 0, 1, 0, 0 };
     buf_t in = { 0 }, want = { 0 };
     recorder r;
 
@@ -795,6 +801,200 @@ static void test_close_from_callback(void)
     rec_free(&r);
     buf_free(&in);
     buf_free(&want);
+}
+
+/* ------------------------------------------------------------------ */
+/* Stream mode receiving (every FEED above also runs in stream mode)   */
+
+/* in fed in one chunk and one byte at a time under su: the pieces. */
+static void check_pieces(const setup *su, const buf_t *in,
+                         const char *whole, const char *bytewise, int line)
+{
+    recorder r;
+
+    run(&r, su, in, in->len, 1);
+    unit_check_str(buf_str(&r.pieces), whole, __FILE__, line,
+                   "pieces, one chunk");
+    rec_free(&r);
+    run(&r, su, in, 0, 1);
+    unit_check_str(buf_str(&r.pieces), bytewise, __FILE__, line,
+                   "pieces, byte by byte");
+    rec_free(&r);
+}
+
+#define CHECK_PIECES(su, in, whole, bytewise) \
+    check_pieces(su, in, whole, bytewise, __LINE__)
+
+static void test_stream_pieces(void)
+{
+    buf_t in = { 0 };
+    recorder r;
+
+    client_frame(&in, 0x01, "Hel", 3);
+    client_frame(&in, 0x89, "p", 1);
+    client_frame(&in, 0x00, "", 0);
+    client_frame(&in, 0x80, "lo", 2);
+    client_frame(&in, 0x82, "ab", 2);
+    client_frame(&in, 0x02, "cd", 2);
+    client_frame(&in, 0x80, "", 0);
+    FEED(&r, &rfc_stream, &in);
+    CHECK_STR(buf_str(&r.events),
+              "ping 0 1 p\ntext 1 5 Hello\nbinary 2 2 ab\nbinary 2 2 cd\n");
+    CHECK_INT(r.state, WS_SESSION_OPEN);
+    rec_free(&r);
+    /* the final flag comes with the last bytes, or alone */
+    CHECK_PIECES(&rfc_stream, &in,
+                 "piece 1 3 Hel\nfinal 1 2 lo\nfinal 2 2 ab\n"
+                 "piece 2 2 cd\nfinal 2 0 \n",
+                 "piece 1 1 H\npiece 1 1 e\npiece 1 1 l\npiece 1 1 l\n"
+                 "final 1 1 o\npiece 2 1 a\nfinal 2 1 b\npiece 2 1 c\n"
+                 "piece 2 1 d\nfinal 2 0 \n");
+    buf_free(&in);
+}
+
+/* Pieces are handed over as soon as they arrive, not with the frame. */
+static void test_stream_at_once(void)
+{
+    buf_t in = { 0 };
+    apr_pool_t *p;
+    recorder r;
+
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &rfc_stream);
+    client_frame(&in, 0x81, "abcdef", 6);
+    ws_session_feed(r.s, in.data, in.len - 2);
+    CHECK_STR(buf_str(&r.pieces), "piece 1 4 abcd\n");
+    ws_session_feed(r.s, in.data + in.len - 2, 2);
+    CHECK_STR(buf_str(&r.pieces), "piece 1 4 abcd\nfinal 1 2 ef\n");
+    CHECK_STR(buf_str(&r.events), "text 1 6 abcdef\n");
+    apr_pool_destroy(p);
+    rec_free(&r);
+    buf_free(&in);
+}
+
+/* Invalid UTF-8 fails before the piece holding it is handed over. */
+static void test_stream_invalid_utf8(void)
+{
+    static const char *const error = "invalid UTF-8 in text message";
+    buf_t in = { 0 };
+    recorder r;
+
+    client_frame(&in, 0x81, "ab\xC0\x80", 4);
+    FEED(&r, &rfc_stream, &in);
+    CHECK_FAILED(&r, 1007, error);
+    rec_free(&r);
+    CHECK_PIECES(&rfc_stream, &in, "", "piece 1 1 a\npiece 1 1 b\n");
+
+    /* in a later frame, after a character begun in the first */
+    in.len = 0;
+    client_frame(&in, 0x01, "caf\xC3", 4);
+    client_frame(&in, 0x80, "\xA9!\xFF", 3);
+    FEED(&r, &rfc_stream, &in);
+    CHECK_FAILED(&r, 1007, error);
+    rec_free(&r);
+    CHECK_PIECES(&rfc_stream, &in, "piece 1 4 caf\\xC3\n",
+                 "piece 1 1 c\npiece 1 1 a\npiece 1 1 f\npiece 1 1 \\xC3\n"
+                 "piece 1 1 \\xA9\npiece 1 1 !\n");
+
+    /* the message ends inside a character: no final piece */
+    in.len = 0;
+    client_frame(&in, 0x01, "abc", 3);
+    client_frame(&in, 0x80, "d\xE2\x82", 3);
+    FEED(&r, &rfc_stream, &in);
+    CHECK_FAILED(&r, 1007, error);
+    rec_free(&r);
+    CHECK_PIECES(&rfc_stream, &in, "piece 1 3 abc\n",
+                 "piece 1 1 a\npiece 1 1 b\npiece 1 1 c\npiece 1 1 d\n"
+                 "piece 1 1 \\xE2\n");
+    buf_free(&in);
+}
+
+static void test_stream_too_big(void)
+{
+    static const setup small = { WS_PROTO_RFC6455, 10, 0, 0, 0, 1 };
+    static const char *const error = "message exceeds WebSocketMaxMessageSize";
+    buf_t in = { 0 };
+    recorder r;
+
+    /* at the limit, over three frames */
+    client_frame(&in, 0x01, "0123", 4);
+    client_frame(&in, 0x00, "456", 3);
+    client_frame(&in, 0x80, "789", 3);
+    FEED(&r, &small, &in);
+    CHECK_STR(buf_str(&r.events), "text 1 10 0123456789\n");
+    rec_free(&r);
+
+    /* one byte over: refused on the header of the frame that would
+     * cross the limit, after the pieces before it were handed over */
+    in.len = 0;
+    client_frame(&in, 0x01, "012345", 6);
+    add_header(&in, 0x80, 1, 5);
+    FEED(&r, &small, &in);
+    CHECK_FAILED(&r, 1009, error);
+    rec_free(&r);
+    CHECK_PIECES(&small, &in, "piece 1 6 012345\n",
+                 "piece 1 1 0\npiece 1 1 1\npiece 1 1 2\npiece 1 1 3\n"
+                 "piece 1 1 4\npiece 1 1 5\n");
+
+    /* a claim of 2^63-1 bytes with no limit: handed over as it comes */
+    in.len = 0;
+    add_header(&in, 0x82, 1, APR_UINT64_C(0x7FFFFFFFFFFFFFFF));
+    buf_add(&in, "\x37\xFA\x21\x3D", 4);
+    FEED(&r, &rfc_stream, &in);
+    CHECK_INT(r.state, WS_SESSION_OPEN);
+    CHECK_STR(buf_str(&r.pieces), "piece 2 4 \\x00\\x00\\x00\\x00\n");
+    rec_free(&r);
+    buf_free(&in);
+}
+
+/* A large message fed at once: pieces of at most 64 KiB. */
+static void test_stream_large(void)
+{
+    static char big[300000];
+    buf_t in = { 0 }, want = { 0 };
+    recorder r;
+    apr_size_t i;
+
+    for (i = 0; i < sizeof(big); i++) {
+        big[i] = (char)('a' + i % 26);
+    }
+    client_frame(&in, 0x01, big, 100000);
+    client_frame(&in, 0x80, big + 100000, sizeof(big) - 100000);
+    FEED(&r, &rfc_stream, &in);
+    format_event(&want, "text", 1, big, sizeof(big));
+    CHECK_STR(buf_str(&r.events), buf_str(&want));
+    CHECK_INT(r.max_piece, 65536);
+    rec_free(&r);
+
+    in.len = 0;
+    buf_add(&in, "\x00", 1);
+    buf_add(&in, big, sizeof(big));
+    buf_add(&in, "\xFF", 1);
+    FEED(&r, &hixie76_stream, &in);
+    CHECK_STR(buf_str(&r.events), buf_str(&want));
+    CHECK_INT(r.max_piece, 65536);
+    rec_free(&r);
+    buf_free(&in);
+    buf_free(&want);
+}
+
+static void test_stream_hixie(void)
+{
+    buf_t in = { 0 };
+    recorder r;
+
+    buf_add(&in, "\x00Hi\xFF\x00\xFF", 6);
+    buf_add(&in, "\x80\x02xy", 4);                   /* skipped */
+    buf_add(&in, "\x00\xC0\x80", 3);                 /* not checked */
+    FEED(&r, &hixie76_stream, &in);
+    CHECK_STR(buf_str(&r.events), "text 1 2 Hi\ntext 1 0 \n");
+    CHECK_INT(r.state, WS_SESSION_OPEN);
+    rec_free(&r);
+    CHECK_PIECES(&hixie76_stream, &in,
+                 "final 1 2 Hi\nfinal 1 0 \npiece 1 2 \\xC0\\x80\n",
+                 "piece 1 1 H\npiece 1 1 i\nfinal 1 0 \nfinal 1 0 \n"
+                 "piece 1 1 \\xC0\npiece 1 1 \\x80\n");
+    buf_free(&in);
 }
 
 /* ------------------------------------------------------------------ */
@@ -979,7 +1179,7 @@ static void test_after_our_close(void)
 
 static void test_write_failure(void)
 {
-    static const setup refuse = { WS_PROTO_RFC6455, 0, 0, 0, 1 };
+    static const setup refuse = { WS_PROTO_RFC6455, 0, 0, 0, 1, 0 };
     buf_t in = { 0 };
     apr_pool_t *p;
     recorder r;
@@ -999,6 +1199,238 @@ static void test_write_failure(void)
     FEED(&r, &refuse, &in);
     CHECK_INT(r.state, WS_SESSION_FAILED);
     CHECK_STR(buf_str(&r.events), "");
+    rec_free(&r);
+    buf_free(&in);
+}
+
+/* ------------------------------------------------------------------ */
+/* Frames whose payload the caller writes (ws_session_frame_begin)     */
+
+/* One frame: begin, the caller's payload, end. */
+static void caller_frame(recorder *r, int opcode, int fin, const char *data,
+                         apr_size_t len, int line)
+{
+    unit_check_long(ws_session_frame_begin(r->s, opcode, fin, len),
+                    APR_SUCCESS, __FILE__, line, "frame_begin");
+    buf_add(&r->out, data, len);
+    unit_check_long(ws_session_frame_end(r->s), APR_SUCCESS, __FILE__, line,
+                    "frame_end");
+}
+
+#define CALLER_FRAME(r, opcode, fin, data, len) \
+    caller_frame(r, opcode, fin, data, len, __LINE__)
+
+static void test_frame_begin_rfc(void)
+{
+    static char data[65536];
+    buf_t want = { 0 };
+    apr_pool_t *p;
+    recorder r;
+
+    memset(data, 'd', sizeof(data));
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &rfc);
+    CHECK(!ws_session_sending(r.s));
+    CALLER_FRAME(&r, WS_OP_TEXT, 0, "Hello", 5);
+    CHECK(ws_session_sending(r.s));
+    CHECK_INT(ws_session_ping(r.s, "p", 1), APR_SUCCESS);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 0, data, 125);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 0, data, 126);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 0, data, 65535);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 1, data, 65536);
+    CHECK(!ws_session_sending(r.s));
+    CALLER_FRAME(&r, WS_OP_BINARY, 1, "", 0);
+    buf_add(&want, "\x01\x05" "Hello", 7);
+    buf_add(&want, "\x89\x01p", 3);
+    buf_add(&want, "\x00\x7D", 2);
+    buf_add(&want, data, 125);
+    buf_add(&want, "\x00\x7E\x00\x7E", 4);
+    buf_add(&want, data, 126);
+    buf_add(&want, "\x00\x7E\xFF\xFF", 4);
+    buf_add(&want, data, 65535);
+    buf_add(&want, "\x80\x7F\x00\x00\x00\x00\x00\x01\x00\x00", 10);
+    buf_add(&want, data, 65536);
+    buf_add(&want, "\x82\x00", 2);
+    CHECK_MEM(r.out.data, r.out.len, want.data, want.len);
+
+    /* the largest length; the header alone is written */
+    r.out.len = 0;
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_BINARY, 1,
+                                     APR_UINT64_C(0x7FFFFFFFFFFFFFFF)),
+              APR_SUCCESS);
+    CHECK_MEM(r.out.data, r.out.len,
+              "\x82\x7F\x7F\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 10);
+    CHECK_INT(ws_session_frame_end(r.s), APR_SUCCESS);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_BINARY, 1,
+                                     APR_UINT64_C(0x8000000000000000)),
+              APR_EINVAL);
+    apr_pool_destroy(p);
+    rec_free(&r);
+    buf_free(&want);
+}
+
+/* The same frames as ws_session_send with fragment_size. */
+static void test_frame_begin_like_send(void)
+{
+    static const setup frag = { WS_PROTO_RFC6455, 0, 3, 0, 0, 0 };
+    apr_pool_t *p;
+    recorder sent, begun;
+
+    apr_pool_create(&p, root);
+    rec_open(&sent, p, &frag);
+    rec_open(&begun, p, &frag);
+    CHECK_INT(ws_session_send(sent.s, WS_OP_TEXT, "abcdefg", 7),
+              APR_SUCCESS);
+    CALLER_FRAME(&begun, WS_OP_TEXT, 0, "abc", 3);
+    CALLER_FRAME(&begun, WS_OP_CONTINUATION, 0, "def", 3);
+    CALLER_FRAME(&begun, WS_OP_CONTINUATION, 1, "g", 1);
+    CHECK_MEM(begun.out.data, begun.out.len, sent.out.data, sent.out.len);
+    apr_pool_destroy(p);
+    rec_free(&sent);
+    rec_free(&begun);
+}
+
+static void test_frame_begin_misuse(void)
+{
+    apr_pool_t *p;
+    recorder r;
+
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &rfc);
+    CHECK_INT(ws_session_frame_end(r.s), APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 1, 1),
+              APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_PING, 1, 1), APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CLOSE, 1, 0), APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, 0x3, 1, 0), APR_EINVAL);
+    CHECK_INT(r.out.len, 0);
+
+    /* inside a frame: everything but frame_end is busy */
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 0, 1), APR_SUCCESS);
+    CHECK_INT(ws_session_send(r.s, WS_OP_TEXT, "x", 1), APR_EBUSY);
+    CHECK_INT(ws_session_ping(r.s, "x", 1), APR_EBUSY);
+    CHECK_INT(ws_session_close(r.s, 1000, NULL), APR_EBUSY);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 1, 1),
+              APR_EBUSY);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 1), APR_EBUSY);
+    CHECK_INT(r.out.len, 2);
+    buf_add(&r.out, "x", 1);
+    CHECK_INT(ws_session_frame_end(r.s), APR_SUCCESS);
+    CHECK_INT(ws_session_frame_end(r.s), APR_EINVAL);
+
+    /* between frames: no whole message, no new message */
+    CHECK_INT(ws_session_send(r.s, WS_OP_BINARY, "x", 1), APR_EBUSY);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_BINARY, 1, 1), APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 1), APR_EINVAL);
+    CHECK_INT(r.out.len, 3);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 1, "", 0);
+    CHECK_INT(ws_session_send(r.s, WS_OP_BINARY, "x", 1), APR_SUCCESS);
+    CHECK_MEM(r.out.data, r.out.len, "\x01\x01x\x80\x00\x82\x01x", 8);
+    apr_pool_destroy(p);
+    rec_free(&r);
+}
+
+static void test_frame_begin_ended(void)
+{
+    static const setup refuse = { WS_PROTO_RFC6455, 0, 0, 0, 1, 0 };
+    apr_pool_t *p;
+    recorder r;
+
+    /* our close between frames ends the message where it is */
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &rfc);
+    CALLER_FRAME(&r, WS_OP_BINARY, 0, "y", 1);
+    CHECK_INT(ws_session_close(r.s, 1000, NULL), APR_SUCCESS);
+    CHECK(!ws_session_sending(r.s));
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 1, 0),
+              APR_EOF);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 0), APR_EOF);
+    CHECK_MEM(r.out.data, r.out.len, "\x02\x01y\x88\x02\x03\xE8", 7);
+    apr_pool_destroy(p);
+    rec_free(&r);
+
+    /* fed inside a frame (which it must not be): frame_end writes nothing */
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &hixie76);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 1), APR_SUCCESS);
+    CHECK_INT(ws_session_feed(r.s, "\xFF\x00", 2), WS_SESSION_CLOSED);
+    CHECK_INT(ws_session_frame_end(r.s), APR_EOF);
+    CHECK_MEM(r.out.data, r.out.len, "\x00\xFF\xFF\x00", 4);
+    apr_pool_destroy(p);
+    rec_free(&r);
+
+    /* a refused header fails the session; no frame is open */
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &refuse);
+    CHECK(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 1) != APR_SUCCESS);
+    CHECK_INT(ws_session_state(r.s), WS_SESSION_FAILED);
+    CHECK_INT(ws_session_frame_end(r.s), APR_EINVAL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_TEXT, 1, 1), APR_EOF);
+    CHECK(!ws_session_sending(r.s));
+    apr_pool_destroy(p);
+    rec_free(&r);
+}
+
+static void test_frame_begin_hixie(void)
+{
+    apr_pool_t *p;
+    recorder r;
+
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &hixie76);
+    CALLER_FRAME(&r, WS_OP_TEXT, 1, "hi", 2);
+    CALLER_FRAME(&r, WS_OP_TEXT, 0, "abc", 3);
+    CHECK(ws_session_sending(r.s));
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 0, "de", 2);
+    CALLER_FRAME(&r, WS_OP_CONTINUATION, 1, "", 0);
+    CHECK(!ws_session_sending(r.s));
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_BINARY, 1, 1),
+              APR_ENOTIMPL);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 1, 1),
+              APR_EINVAL);
+    CHECK_MEM(r.out.data, r.out.len, "\x00hi\xFF\x00" "abcde\xFF", 11);
+
+    /* our close ends an unfinished text frame first */
+    r.out.len = 0;
+    CALLER_FRAME(&r, WS_OP_TEXT, 0, "x", 1);
+    CHECK_INT(ws_session_send(r.s, WS_OP_TEXT, "y", 1), APR_EBUSY);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 0, 1),
+              APR_SUCCESS);
+    CHECK_INT(ws_session_close(r.s, 1000, NULL), APR_EBUSY);
+    buf_add(&r.out, "z", 1);
+    CHECK_INT(ws_session_frame_end(r.s), APR_SUCCESS);
+    CHECK_INT(ws_session_close(r.s, 1000, NULL), APR_SUCCESS);
+    CHECK_MEM(r.out.data, r.out.len, "\x00xz\xFF\xFF\x00", 6);
+    CHECK_INT(ws_session_frame_begin(r.s, WS_OP_CONTINUATION, 1, 0),
+              APR_EOF);
+    apr_pool_destroy(p);
+    rec_free(&r);
+}
+
+/* The reply to the peer's close and a failure end it too. */
+static void test_frame_begin_hixie_ended(void)
+{
+    buf_t in = { 0 };
+    apr_pool_t *p;
+    recorder r;
+
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &hixie76);
+    CALLER_FRAME(&r, WS_OP_TEXT, 0, "x", 1);
+    buf_add(&in, "\xFF\x00", 2);
+    CHECK_INT(ws_session_feed(r.s, in.data, in.len), WS_SESSION_CLOSED);
+    CHECK_MEM(r.out.data, r.out.len, "\x00x\xFF\xFF\x00", 5);
+    apr_pool_destroy(p);
+    rec_free(&r);
+    apr_pool_create(&p, root);
+    rec_open(&r, p, &hixie75);
+    CALLER_FRAME(&r, WS_OP_TEXT, 0, "x", 1);
+    in.len = 0;
+    buf_add(&in, "\x80\x82\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\x7F", 11);
+    CHECK_INT(ws_session_feed(r.s, in.data, in.len), WS_SESSION_FAILED);
+    CHECK_MEM(r.out.data, r.out.len, "\x00x\xFF\xFF\x00", 5);
+    CHECK(!ws_session_sending(r.s));
+    apr_pool_destroy(p);
     rec_free(&r);
     buf_free(&in);
 }
@@ -1078,7 +1510,7 @@ static void test_hixie_close(void)
 
 static void test_hixie_too_big(void)
 {
-    static const setup small = { WS_PROTO_HIXIE76, 5, 0, 0, 0 };
+    static const setup small = { WS_PROTO_HIXIE76, 5, 0, 0, 0, 0 };
     buf_t in = { 0 };
     recorder r;
 
@@ -1126,7 +1558,9 @@ static void test_hixie_send(void)
 
 static void test_create(void)
 {
-    ws_session_config cfg = { 0, 0 };
+    ws_session_config cfg;
+
+    memset(&cfg, 0, sizeof(cfg));
 
     CHECK(ws_session_create(root, WS_PROTO_NONE, &cfg, &callbacks, NULL)
           == NULL);
@@ -1146,12 +1580,24 @@ int main(void)
     test_close_codes();
     test_peer_close();
     test_close_from_callback();
+    test_stream_pieces();
+    test_stream_at_once();
+    test_stream_invalid_utf8();
+    test_stream_too_big();
+    test_stream_large();
+    test_stream_hixie();
     test_send_lengths();
     test_send_fragments();
     test_send_ping_and_errors();
     test_send_close();
     test_after_our_close();
     test_write_failure();
+    test_frame_begin_rfc();
+    test_frame_begin_like_send();
+    test_frame_begin_misuse();
+    test_frame_begin_ended();
+    test_frame_begin_hixie();
+    test_frame_begin_hixie_ended();
     test_hixie_receive();
     test_hixie_huge_skip();
     test_hixie_close();

@@ -1,0 +1,5 @@
+/* t/selftest/run: a unit test binary that dies before its summary line. */
+int main(void)
+{
+    return 3;
+}
