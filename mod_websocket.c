@@ -40,6 +40,7 @@ static apr_array_header_t *ws_locations;
 #define WS_DEFAULT_HANDSHAKE_TIMEOUT apr_time_from_sec(10)
 #define WS_DEFAULT_IDLE_TIMEOUT      apr_time_from_sec(600)
 #define WS_DEFAULT_CLOSE_TIMEOUT     apr_time_from_sec(5)
+#define WS_DEFAULT_WRITE_TIMEOUT     apr_time_from_sec(60)
 #define WS_DEFAULT_COMPRESSION_LEVEL       6
 #define WS_DEFAULT_COMPRESSION_WINDOW_BITS 15
 #define WS_DEFAULT_COMPRESSION_MEM_LEVEL   8
@@ -63,6 +64,7 @@ static void *ws_create_dir_conf(apr_pool_t *p, char *dir)
     conf->idle_timeout = -1;
     conf->ping_interval = -1;
     conf->close_timeout = -1;
+    conf->write_timeout = -1;
     conf->compression = -1;
     conf->compression_level = -1;
     conf->compression_window_bits = -1;
@@ -93,6 +95,7 @@ static void *ws_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     WS_MERGE(idle_timeout, -1);
     WS_MERGE(ping_interval, -1);
     WS_MERGE(close_timeout, -1);
+    WS_MERGE(write_timeout, -1);
     WS_MERGE(compression, -1);
     WS_MERGE(compression_level, -1);
     WS_MERGE(compression_window_bits, -1);
@@ -119,6 +122,7 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     WS_DEFAULT(idle_timeout, -1, WS_DEFAULT_IDLE_TIMEOUT);
     WS_DEFAULT(ping_interval, -1, 0);
     WS_DEFAULT(close_timeout, -1, WS_DEFAULT_CLOSE_TIMEOUT);
+    WS_DEFAULT(write_timeout, -1, WS_DEFAULT_WRITE_TIMEOUT);
     WS_DEFAULT(compression, -1, 1);
     WS_DEFAULT(compression_level, -1, WS_DEFAULT_COMPRESSION_LEVEL);
     WS_DEFAULT(compression_window_bits, -1,
@@ -550,6 +554,11 @@ static const command_rec ws_cmds[] = {
                   WS_FIELD(close_timeout), WS_CONF,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
+    AP_INIT_TAKE1("WebSocketWriteTimeout", ws_cmd_seconds,
+                  WS_FIELD(write_timeout), WS_CONF,
+                  "seconds a client may take no bytes of pending output "
+                  "before the connection is closed (0: never; default "
+                  "60)"),
     AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,
                  WS_FIELD(compression), OR_FILEINFO,
                  "On (default): accept a client's permessage-deflate "

@@ -56,6 +56,7 @@ typedef struct ws_dir_conf {
     apr_interval_time_t idle_timeout;      /* 0: none */
     apr_interval_time_t ping_interval;     /* 0: no pings */
     apr_interval_time_t close_timeout;
+    apr_interval_time_t write_timeout;     /* 0: none */
     /* permessage-deflate (WebSocketCompression*; -1: not set here) */
     int compression;                       /* 1 on, 0 off */
     int compression_level;                 /* 0-9 */

@@ -89,6 +89,8 @@ struct websocket_conn {
     ws_timer tick;
     apr_time_t last_rx, ping_sent, close_sent, deadline;
     apr_time_t adopted;                /* when its loop took it over */
+    apr_time_t write_since;            /* output pending and the client
+                                        * took nothing since (0: none) */
     APR_RING_HEAD(ws_ptimer_ring, websocket_timer) timers;
     APR_RING_HEAD(ws_pwatch_ring, websocket_watch) watches;
 };

@@ -193,6 +193,7 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
             if (rv != APR_SUCCESS || c->data_in_output_filters) {
                 return;   /* POLLOUT brings us back */
             }
+            wc->write_since = apr_time_now();   /* the client took it */
             ws_conn_trimmed(wc);
         }
         ws_out_seal(wc);
@@ -209,6 +210,9 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
         ws_out_account(wc, -len);
         if (rv != APR_SUCCESS) {
             ws_write_failed(wc, rv);
+        }
+        else if (!c->data_in_output_filters) {
+            wc->write_since = apr_time_now();   /* all of it went out */
         }
     }
 }
@@ -581,8 +585,30 @@ static void ws_close_for(websocket_conn *wc, int code, const char *why)
     ws_session_close(wc->session, code, why);
 }
 
-/* The earliest moment something is due for an open connection. */
-static apr_time_t ws_open_deadline(websocket_conn *wc)
+/* When WebSocketWriteTimeout runs out for output the client does not
+ * take (APR_INT64_MAX: never). */
+static apr_time_t ws_write_deadline(const websocket_conn *wc)
+{
+    if (wc->conf.write_timeout <= 0 || wc->write_since == 0) {
+        return APR_INT64_MAX;
+    }
+    return wc->write_since + wc->conf.write_timeout;
+}
+
+/* Output is pending since the last progress, or none is. */
+static void ws_write_clock(websocket_conn *wc)
+{
+    if (!ws_output_pending(wc)) {
+        wc->write_since = 0;
+    }
+    else if (wc->write_since == 0) {
+        wc->write_since = apr_time_now();
+    }
+}
+
+/* The earliest moment something is due for an open connection's
+ * session (idle, ping, close handshake). */
+static apr_time_t ws_session_deadline(websocket_conn *wc)
 {
     const ws_dir_conf *conf = &wc->conf;
     apr_time_t next = APR_INT64_MAX;
@@ -605,6 +631,33 @@ static apr_time_t ws_open_deadline(websocket_conn *wc)
     default:
         return 0;
     }
+}
+
+static apr_time_t ws_open_deadline(websocket_conn *wc)
+{
+    return WS_MIN(ws_session_deadline(wc), ws_write_deadline(wc));
+}
+
+static void ws_conn_end(websocket_conn *wc);
+
+/* WebSocketWriteTimeout: the client took no bytes for that long.  An
+ * open session still gets a 1008 close frame, written while the drain
+ * lasts (WebSocketCloseTimeout); a closing one is given up at once. */
+static int ws_write_timers(websocket_conn *wc, apr_time_t now)
+{
+    if (now < ws_write_deadline(wc)) {
+        return 0;
+    }
+    if (ws_session_state(wc->session) == WS_SESSION_OPEN) {
+        ws_close_for(wc, WS_CLOSE_POLICY, "write timeout");
+        ws_conn_end(wc);
+    }
+    else {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, wc->c, "websocket: %s: "
+                      "write timeout while closing, giving up", wc->uri);
+        wc->c->aborted = 1;
+    }
+    return 1;
 }
 
 static void ws_open_timers(websocket_conn *wc, apr_time_t now)
@@ -677,7 +730,9 @@ static void ws_conn_tick(void *baton)
         }
         break;
     case WS_CONN_OPEN:
-        ws_open_timers(wc, now);
+        if (!ws_write_timers(wc, now)) {
+            ws_open_timers(wc, now);
+        }
         break;
     case WS_CONN_DRAINING:
         if (now >= wc->deadline) {
@@ -863,6 +918,7 @@ static void ws_client_ready(void *baton, apr_int16_t events)
         return;
     }
     if (events & APR_POLLOUT) {
+        wc->write_since = apr_time_now();   /* the client took bytes */
         ws_out_push(wc);
     }
     if (events & (APR_POLLIN | APR_POLLHUP | APR_POLLERR)) {
@@ -1234,6 +1290,7 @@ static void ws_conn_check(websocket_conn *wc)
         != APR_SUCCESS) {
         wc->c->aborted = 1;
     }
+    ws_write_clock(wc);
     ws_conn_arm(wc);
 }
 
@@ -1277,6 +1334,17 @@ void ws_conn_going_away(websocket_conn *wc)
     }
 }
 
+/* On a request thread output blocks (FLUSH): WebSocketWriteTimeout
+ * bounds each write through the socket's timeout, whatever httpd's
+ * Timeout.  An HTTP/2 stream's socket is its connection's: left alone. */
+static void ws_blocking_write_timeout(websocket_conn *wc)
+{
+    if (wc->conf.write_timeout > 0 && wc->c->master == NULL) {
+        apr_socket_timeout_set(ap_get_conn_socket(wc->c),
+                               wc->conf.write_timeout);
+    }
+}
+
 /* A private loop: the request's thread runs it until the connection
  * ends, looking for a restart every second. */
 static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
@@ -1290,6 +1358,7 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ws_child_register(lc);
+    ws_blocking_write_timeout(wc);
     /* Our own reference: the loop's is let go by a posted task, which may
      * run in the same turn that ends the connection. */
     ws_conn_retain(wc);

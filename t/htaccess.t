@@ -39,6 +39,7 @@ my %line = (
     WebSocketIdleTimeout      => 'WebSocketIdleTimeout 0',
     WebSocketPingInterval     => 'WebSocketPingInterval 0',
     WebSocketCloseTimeout     => 'WebSocketCloseTimeout 1000',
+    WebSocketWriteTimeout     => 'WebSocketWriteTimeout 1000',
 );
 
 # the directives the module declares (its command table)
