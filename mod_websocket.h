@@ -37,6 +37,8 @@ typedef struct ws_location {
     server_rec *s;
     void *data;                        /* from init_location */
     apr_uint32_t open;                 /* open connections (atomic) */
+    const char *path;                  /* its section, for mod_status */
+    int index;                         /* in the configuration's order */
 } ws_location;
 
 /* Per-directory configuration.  A value of -1 (0 for enums and pointers)

@@ -34,6 +34,7 @@
 #include "apr_thread_proc.h"
 
 #include "ws_conn_private.h"
+#include "ws_stats.h"
 
 APLOG_USE_MODULE(websocket);
 extern module AP_MODULE_DECLARE_DATA websocket_module;
@@ -261,6 +262,9 @@ static int ws_on_write(void *baton, const char *data, apr_size_t len)
     memcpy(wc->wbuf + wc->wbuf_len, data, len);
     wc->wbuf_len += len;
     ws_out_account(wc, (apr_off_t)len);
+    if (wc->opened) {   /* frames, not the handshake's answer */
+        ws_stats_bytes_out(len);
+    }
     return 0;
 }
 
@@ -289,6 +293,7 @@ static void ws_on_message(void *baton, int opcode, const char *data,
 {
     websocket_conn *wc = baton;
 
+    ws_stats_message_in();
     wc->loc->plugin->on_message(&ws_server_api, wc, opcode, data, len);
 }
 
@@ -297,6 +302,9 @@ static void ws_on_data(void *baton, int opcode, const char *data,
 {
     websocket_conn *wc = baton;
 
+    if (final) {
+        ws_stats_message_in();
+    }
     if (len > 0) {
         APR_BRIGADE_INSERT_TAIL(wc->fbb, apr_bucket_transient_create(
                                     data, len, wc->c->bucket_alloc));
@@ -391,6 +399,16 @@ static websocket_send_result ws_result_of(websocket_conn *wc,
                                                      : WEBSOCKET_SEND_INVALID;
 }
 
+/* A message (final: its last frame) went to the engine. */
+static websocket_send_result ws_sent(websocket_conn *wc, apr_status_t rv,
+                                     int final)
+{
+    if (rv == APR_SUCCESS && final) {
+        ws_stats_message_out();
+    }
+    return ws_result_of(wc, rv);
+}
+
 /* After a call from a plugin outside this connection's own event (a
  * timer, a watch, a post, another connection): send what it produced. */
 void ws_conn_kick(websocket_conn *wc)
@@ -409,7 +427,7 @@ websocket_send_result ws_conn_send(websocket_conn *wc, int type,
     if (!ws_conn_usable(wc)) {
         return WEBSOCKET_SEND_CLOSED;
     }
-    return ws_result_of(wc, ws_session_send(wc->session, type, data, len));
+    return ws_sent(wc, ws_session_send(wc->session, type, data, len), 1);
 }
 
 websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
@@ -435,8 +453,9 @@ websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
     ws_out_seal(wc);
     APR_BRIGADE_CONCAT(wc->obb, bb);
     ws_out_account(wc, len);
+    ws_stats_bytes_out((apr_size_t)len);
     rv = ws_session_frame_end(wc->session);
-    return ws_result_of(wc, rv);
+    return ws_sent(wc, rv, final);
 }
 
 apr_status_t ws_conn_close(websocket_conn *wc, int code, const char *why)
@@ -497,7 +516,9 @@ int ws_conn_send_shared(websocket_conn *wc, int type, const char *data,
     APR_BRIGADE_INSERT_TAIL(wc->obb, apr_bucket_heap_create(
                                 data, len, release, wc->c->bucket_alloc));
     ws_out_account(wc, (apr_off_t)len);
+    ws_stats_bytes_out(len);
     ws_session_frame_end(wc->session);
+    ws_stats_message_out();
     ws_send_verdict(wc);
     return 1;
 }
@@ -788,6 +809,7 @@ static void ws_feed(websocket_conn *wc, const char *data, apr_size_t len)
         len -= took;
     }
     if (len > 0 && wc->state == WS_CONN_OPEN) {
+        ws_stats_bytes_in(len);
         ws_session_feed(wc->session, data, len);
     }
 }
@@ -1120,6 +1142,7 @@ static void ws_conn_open(websocket_conn *wc)
     wc->opened = 1;
     wc->last_rx = apr_time_now();
     ws_atomic_inc32(&wc->loc->open);
+    ws_stats_open(wc->loc->index, wc->family, 1);
     if (plugin->on_open != NULL) {
         plugin->on_open(&ws_server_api, wc);
     }
@@ -1153,6 +1176,8 @@ static void ws_conn_end(websocket_conn *wc)
     wc->deadline = apr_time_now() + wc->conf.close_timeout;
     if (wc->opened) {
         ws_atomic_dec32(&wc->loc->open);
+        ws_stats_open(wc->loc->index, wc->family, -1);
+        ws_stats_closed(ws_session_close_code(wc->session));
         ws_log_end(wc);
     }
     ws_api_end_timers_and_watches(wc);
