@@ -15,9 +15,10 @@ use Apache::Test qw(-withtestmore);
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 9;
+plan tests => 10;
 
 my $log = Apache::Test::vars('t_logs') . '/websocket_log';
+my $endlog = Apache::Test::vars('t_logs') . '/websocket_end_log';
 
 # The lines of client port $port, once its end line came (10 s at most).
 sub lines_of {
@@ -56,6 +57,13 @@ sub end_line {
          . 'one and 11 out';
     my @l = lines_of($port);
     is scalar(@l), 2, 'and the 101 line of the upgrade' or diag join "\n", @l;
+    my @end;
+    if (open my $fh, '<', $endlog) {
+        @end = grep { /^$port "/ } <$fh>;
+        close $fh;
+    }
+    is scalar(@end), 1, "expr=-n note('websocket-closed-by') keeps only "
+                        . 'the end line';
 }
 
 {
