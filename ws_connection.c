@@ -164,6 +164,9 @@ static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
 {
     ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, wc->c, "websocket: %s: "
                   "writing to the client failed", wc->uri);
+    if (APR_STATUS_IS_TIMEUP(rv)) {
+        wc->timed_out = 1;   /* WebSocketWriteTimeout on a request thread */
+    }
     wc->c->aborted = 1;
     ws_out_discard(wc);
 }
