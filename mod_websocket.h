@@ -37,6 +37,8 @@ typedef struct ws_location {
     server_rec *s;
     void *data;                        /* from init_location */
     apr_uint32_t open;                 /* open connections (atomic) */
+    const char *path;                  /* its section, for mod_status */
+    int index;                         /* in the configuration's order */
 } ws_location;
 
 /* Per-directory configuration.  A value of -1 (0 for enums and pointers)
@@ -56,6 +58,7 @@ typedef struct ws_dir_conf {
     apr_interval_time_t idle_timeout;      /* 0: none */
     apr_interval_time_t ping_interval;     /* 0: no pings */
     apr_interval_time_t close_timeout;
+    apr_interval_time_t write_timeout;     /* 0: none */
     /* permessage-deflate (WebSocketCompression*; -1: not set here) */
     int compression;                       /* 1 on, 0 off */
     int compression_level;                 /* 0-9 */

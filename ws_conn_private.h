@@ -56,6 +56,8 @@ struct websocket_conn {
     apr_uint64_t queued;               /* atomic: bytes posted, not applied */
     apr_uint64_t out_bytes;            /* atomic: bytes waiting in obb */
     const char *uri, *query, *client_ip, *user;
+    const char *the_request, *protocol;    /* for the log line at the end */
+    const char *version;                   /* Sec-WebSocket-Version */
     char *subprotocol;                 /* malloc'd */
     const char **options;              /* name, value, ..., NULL */
     int family;                        /* WEBSOCKET_PROTOCOL_* */
@@ -89,6 +91,12 @@ struct websocket_conn {
     ws_timer tick;
     apr_time_t last_rx, ping_sent, close_sent, deadline;
     apr_time_t adopted;                /* when its loop took it over */
+    apr_time_t opened_at;
+    apr_uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+    int timed_out;                     /* a timeout ended it */
+    int close_code;                    /* the server's close, if first */
+    apr_time_t write_since;            /* output pending and the client
+                                        * took nothing since (0: none) */
     APR_RING_HEAD(ws_ptimer_ring, websocket_timer) timers;
     APR_RING_HEAD(ws_pwatch_ring, websocket_watch) watches;
 };

@@ -45,6 +45,7 @@ my %line = (
     WebSocketCompressionMemLevel => 'WebSocketCompressionMemLevel 9',
     WebSocketCompressionNoContextTakeover =>
         'WebSocketCompressionNoContextTakeover Off',
+    WebSocketWriteTimeout     => 'WebSocketWriteTimeout 1000',
 );
 
 # the directives the module declares (its command table)
