@@ -1014,6 +1014,7 @@ static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 
     ws_loops_child_init(pchild, s, sconf->loops > 0 ? sconf->loops
                                                     : ws_default_loops());
+    ws_pubsub_child_init(pchild, s);
 }
 
 static void ws_child_stopping(apr_pool_t *pchild, int graceful)

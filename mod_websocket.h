@@ -107,5 +107,7 @@ const char *ws_handshake_answer(request_rec *r, int family, const char *host,
 /* Per-child loops (ws_connection.c). */
 void ws_loops_child_init(apr_pool_t *pchild, server_rec *s, int count);
 void ws_loops_child_stopping(int graceful);
+/* Publishing across the children of this httpd (ws_pubsub.c). */
+void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s);
 
 #endif /* MOD_WEBSOCKET_H */

@@ -1100,6 +1100,7 @@ static void ws_conn_end(websocket_conn *wc)
         ws_log_end(wc);
     }
     ws_api_end_timers_and_watches(wc);
+    ws_pubsub_unsubscribe_all(wc);
     if (plugin->on_disconnect != NULL) {
         plugin->on_disconnect(&ws_server_api, wc);
     }
