@@ -49,6 +49,7 @@ our @EXPORT_OK = qw(
     forensic_read forensic_ended
     server_hostport httpd_parent_pid send_expecting_status
     loaded_module httpd_config_test
+    private_httpd
     children server_child rss_kb fd_count snapshot rss_growth fd_growth
     describe
 );
@@ -799,9 +800,10 @@ sub rfc6455_request {
 # ----------------------------------------------------------------------
 # the httpd children, from /proc (memory and descriptor leaks)
 
-# pids of the test server's children
+# pids of the test server's children (or of the httpd whose parent is
+# $ppid)
 sub children {
-    my $pp = httpd_parent_pid() or return;
+    my $pp = shift // httpd_parent_pid() or return;
     my @kids;
     opendir my $d, '/proc' or return;
     for my $pid (grep { /^\d+$/ } readdir $d) {
@@ -814,9 +816,10 @@ sub children {
 
 # server_child($c) -> pid of the httpd child that holds the server's end of
 # the connection $c (found through /proc/net/tcp* and the children's
-# descriptors), or undef
+# descriptors), or undef; $ppid: of that httpd instead of the test server
 sub server_child {
-    my $c = shift;
+    my ($c, $ppid) = @_;
+    local $_;
     my ($cport, $sport) = ($c->sock->sockport, $c->sock->peerport);
     my $inode;
     for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
@@ -831,7 +834,7 @@ sub server_child {
         last if $inode;
     }
     return unless $inode;
-    for my $pid (children()) {
+    for my $pid (children($ppid)) {
         opendir my $d, "/proc/$pid/fd" or next;
         for my $fd (readdir $d) {
             my $target = readlink "/proc/$pid/fd/$fd";
@@ -956,6 +959,66 @@ CONF
     my $httpd = Apache::Test::vars('httpd');
     my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
     return ($?, $out);
+}
+
+# private_httpd($name, $body) -> { pid, port, dir, stop => CODE }: a
+# private httpd (mpm_event and the built mod_websocket loaded, listening
+# on a free port of 127.0.0.1, files in t/logs/$name) whose configuration
+# ends with $body, in which @SERVERROOT@ names the test tree's t/, @DIR@
+# the private directory.  Dies unless it answers within 20 s.  The parent
+# pid is read from its pid file; stop->() ends it (SIGTERM) and waits.
+sub private_httpd {
+    my ($name, $body) = @_;
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $dir = Apache::Test::vars('t_logs') . "/$name";
+    mkdir $dir;
+    unlink "$dir/error_log", "$dir/httpd.pid";
+    my $port = unused_port();
+    $body =~ s/\@SERVERROOT\@/$serverroot/g;
+    $body =~ s/\@DIR\@/$dir/g;
+    my $mpm = loaded_module('mpm_event_module');
+    my $authz = loaded_module('authz_core_module');
+    open my $fh, '>', "$dir/httpd.conf" or croak "$dir/httpd.conf: $!";
+    print $fh <<"CONF";
+ServerRoot "$dir"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$dir/httpd.pid"
+ErrorLog "$dir/error_log"
+DefaultRuntimeDir "$dir"
+LogLevel info
+LoadModule mpm_event_module "$mpm"
+LoadModule authz_core_module "$authz"
+LoadModule websocket_module "$serverroot/../.libs/mod_websocket.so"
+$body
+CONF
+    CORE::close $fh;
+    my $httpd = Apache::Test::vars('httpd');
+    my $pid = fork;
+    croak "fork: $!" unless defined $pid;
+    if (!$pid) {
+        open STDOUT, '>>', "$dir/stdout";
+        open STDERR, '>>', "$dir/stdout";
+        { exec $httpd, '-D', 'FOREGROUND', '-d', $dir, '-f', "$dir/httpd.conf" }
+        require POSIX;
+        POSIX::_exit(127);
+    }
+    my %h = (pid => $pid, port => $port, dir => $dir);
+    $h{stop} = sub {
+        return unless $h{pid};
+        kill 'TERM', $h{pid};
+        waitpid $h{pid}, 0;
+        $h{pid} = 0;
+    };
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Timeout => 1);
+        return \%h if $s && -s "$dir/httpd.pid";
+        Time::HiRes::sleep(0.2);
+    }
+    $h{stop}->();
+    croak "private httpd $name did not start: "
+        . `cat $dir/stdout $dir/error_log 2>/dev/null`;
 }
 
 # the test server's parent process id (from t/logs/httpd.pid), or undef
