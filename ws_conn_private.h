@@ -176,6 +176,10 @@ apr_status_t ws_pubsub_unsubscribe(websocket_conn *wc, const char *topic);
 void ws_pubsub_unsubscribe_all(websocket_conn *wc);
 apr_status_t ws_pubsub_publish(const char *topic, int type,
                                const void *data, apr_size_t len);
+/* sh to the subscribers of its topic in this child.  Any thread. */
+void ws_pubsub_deliver_local(ws_shared *sh);
+/* ws_redis.c: sh to Redis, when WebSocketPubSub is set.  Any thread. */
+void ws_redis_publish(ws_shared *sh);
 
 /* ws_api.c: plugin timers and watches end with the connection. */
 void ws_api_end_timers_and_watches(websocket_conn *wc);

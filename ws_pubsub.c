@@ -204,7 +204,7 @@ static void ws_deliver_topic(ws_loop_ctx *lc, void *arg)
     ws_shared_unref(sh);
 }
 
-static void ws_deliver_here(ws_shared *sh)
+void ws_pubsub_deliver_local(ws_shared *sh)
 {
     if (ws_atomic_read32(&ws_ps.subs) > 0) {
         ws_child_deliver(ws_deliver_topic, sh);
@@ -316,7 +316,7 @@ static void ws_peer_received(const char *buf, apr_size_t n)
     sh = ws_shared_create((int)head.type, buf + sizeof(head) + head.topic_len,
                           head.len, buf + sizeof(head), head.topic_len);
     if (sh != NULL) {
-        ws_deliver_here(sh);
+        ws_pubsub_deliver_local(sh);
         ws_shared_unref(sh);
     }
 }
@@ -445,8 +445,9 @@ apr_status_t ws_pubsub_publish(const char *topic, int type,
     if (sh == NULL) {
         return APR_ENOMEM;
     }
-    ws_deliver_here(sh);
+    ws_pubsub_deliver_local(sh);
     ws_peer_publish(sh);
+    ws_redis_publish(sh);
     ws_shared_unref(sh);
     return APR_SUCCESS;
 }
