@@ -6,7 +6,8 @@
  * binary as binary (the module skips hixie clients for binary, they
  * cannot receive it).  The topic is "WebSocketOption Topic NAME", or by
  * default the request path.  Joins and departures are announced as
- * "* <client address> joined" and "* <client address> left".
+ * "* <client address> joined" and "* <client address> left", unless
+ * "WebSocketOption Announce off".
  *
  * publish copies the payload once and shares it among all receivers,
  * on whatever loop each of them runs.  A client that stops reading does
@@ -16,6 +17,7 @@
 #include "websocket_plugin.h"
 
 #include "apr_strings.h"
+#include <strings.h>
 
 static const char *chat_topic(const websocket_server *server,
                               websocket_conn *conn)
@@ -35,10 +37,15 @@ static void chat_publish(const websocket_server *server,
 static void chat_announce(const websocket_server *server,
                           websocket_conn *conn, const char *what)
 {
+    const char *announce = server->option(conn, "Announce");
     char text[128];
-    apr_size_t len = apr_snprintf(text, sizeof(text), "* %s %s",
-                                  server->client_ip(conn), what);
+    apr_size_t len;
 
+    if (announce != NULL && strcasecmp(announce, "off") == 0) {
+        return;
+    }
+    len = apr_snprintf(text, sizeof(text), "* %s %s",
+                       server->client_ip(conn), what);
     chat_publish(server, conn, WEBSOCKET_TEXT, text, len);
 }
 
