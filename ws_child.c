@@ -106,6 +106,8 @@ apr_status_t ws_loop_ctx_init(ws_loop_ctx *lc, apr_pool_t *p)
     APR_RING_INIT(&lc->conns, websocket_conn, link);
     lc->count = 0;
     lc->topics = apr_hash_make(p);
+    lc->dirty = NULL;
+    lc->flush_posted = 0;
     return ws_loop_create(&lc->loop, p);
 }
 
@@ -286,12 +288,45 @@ static void *ws_shared_ref(void *arg)
     return sh;
 }
 
+/* Push what the shared messages queued on the loop's connections: once
+ * per connection for all the deliveries that ran before, so that a
+ * burst of messages goes out in one write. */
+static void ws_flush_dirty(void *baton)
+{
+    ws_loop_ctx *lc = baton;
+    websocket_conn *wc;
+
+    lc->flush_posted = 0;
+    while ((wc = lc->dirty) != NULL) {
+        lc->dirty = wc->dirty_next;
+        wc->dirty = 0;
+        ws_conn_kick(wc);
+        ws_conn_release(wc);
+    }
+}
+
+static void ws_mark_dirty(websocket_conn *wc)
+{
+    ws_loop_ctx *lc = wc->lc;
+
+    if (!wc->dirty) {
+        wc->dirty = 1;
+        ws_conn_retain(wc);
+        wc->dirty_next = lc->dirty;
+        lc->dirty = wc;
+    }
+    if (!lc->flush_posted
+        && ws_loop_post(lc->loop, ws_flush_dirty, lc) == APR_SUCCESS) {
+        lc->flush_posted = 1;
+    }
+}
+
 void ws_shared_send(websocket_conn *wc, ws_shared *sh)
 {
     ws_atomic_inc32(&sh->refs);
     if (ws_conn_send_shared(wc, sh->type, sh->data, sh->len,
                             ws_shared_release)) {
-        ws_conn_kick(wc);
+        ws_mark_dirty(wc);
     }
     else {
         ws_atomic_dec32(&sh->refs);   /* never the last: the caller's */

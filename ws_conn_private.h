@@ -30,6 +30,9 @@ typedef struct ws_loop_ctx {
     APR_RING_HEAD(ws_conn_ring, websocket_conn) conns;
     apr_uint32_t count;                /* open connections (atomic) */
     apr_hash_t *topics;                /* name -> ws_topic (ws_pubsub.c) */
+    struct websocket_conn *dirty;      /* shared messages queued, not
+                                        * yet pushed (ws_child.c) */
+    int flush_posted;
     struct ws_loop_ctx *next;          /* in the child's registry */
 } ws_loop_ctx;
 
@@ -94,6 +97,8 @@ struct websocket_conn {
     APR_RING_HEAD(ws_ptimer_ring, websocket_timer) timers;
     APR_RING_HEAD(ws_pwatch_ring, websocket_watch) watches;
     struct ws_sub *subs;               /* its topics (ws_pubsub.c) */
+    struct websocket_conn *dirty_next; /* in lc->dirty */
+    int dirty;
 };
 
 /* ws_connection.c, for ws_api.c (loop thread unless said otherwise) */

@@ -1309,8 +1309,11 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         }
     }
     ws_child_unregister(lc);
-    /* What was posted before the loop left the registry still runs. */
-    ws_loop_turn(lc->loop, 0);
+    /* What was posted before the loop left the registry still runs (and
+     * the push of shared messages those deliveries post). */
+    do {
+        ws_loop_turn(lc->loop, 0);
+    } while (lc->flush_posted);
     ws_conn_release(wc);
     return OK;
 }
