@@ -66,12 +66,14 @@ static struct {
     int fd_in, fd_out;                  /* -1: not between children */
     pid_t ppid;
     int slots;                          /* scoreboard process slots */
+    pid_t *stalled;                     /* per slot: a child whose queue
+                                         * stayed full (sender thread) */
     ws_loop *out;                       /* the peer sender's loop */
     apr_thread_t *out_thread, *in_thread;
     volatile int stopping;
     apr_uint32_t warned;                /* atomic: logged a failed send */
     server_rec *s;
-} ws_ps = { 0, -1, -1, 0, 0, NULL, NULL, NULL, 0, 0, NULL };
+} ws_ps = { 0, -1, -1, 0, 0, NULL, NULL, NULL, NULL, 0, 0, NULL };
 
 /* ------------------------------------------------------------------ */
 /* Subscriptions (loop thread)                                         */
@@ -236,22 +238,35 @@ static void ws_peer_warn(int err, const char *what)
     }
 }
 
-static void ws_peer_send_one(struct msghdr *msg, pid_t pid)
+/* One datagram to the child of slot i.  A child whose queue stays full
+ * for WS_PEER_SEND_WAIT (stopped, or stuck) is marked stalled: until a
+ * send to it succeeds again it gets what fits without waiting, so that
+ * it holds up the other children once, not for every message. */
+static void ws_peer_send_one(struct msghdr *msg, int i, pid_t pid)
 {
     struct sockaddr_un sa;
+    int flags = MSG_NOSIGNAL;
 
+    if (ws_ps.stalled[i] == pid) {
+        flags |= MSG_DONTWAIT;
+    }
     msg->msg_name = &sa;
     msg->msg_namelen = ws_peer_addr(&sa, pid);
-    while (sendmsg(ws_ps.fd_out, msg, MSG_NOSIGNAL) < 0) {
+    while (sendmsg(ws_ps.fd_out, msg, flags) < 0) {
         if (errno == EINTR) {
             continue;
         }
-        /* no socket there: the child is gone or not ready */
-        if (errno != ECONNREFUSED && errno != ENOENT) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            ws_ps.stalled[i] = pid;
+            ws_peer_warn(errno, "a child does not read");
+        }
+        /* else no socket there: the child is gone or not ready */
+        else if (errno != ECONNREFUSED && errno != ENOENT) {
             ws_peer_warn(errno, "send failed");
         }
         return;
     }
+    ws_ps.stalled[i] = 0;
 }
 
 /* On the sender's loop: one datagram to every other live child. */
@@ -278,7 +293,7 @@ static void ws_peer_send_task(void *baton)
         pid_t pid = ap_scoreboard_image->parent[i].pid;
 
         if (pid > 0 && pid != self) {
-            ws_peer_send_one(&msg, pid);
+            ws_peer_send_one(&msg, i, pid);
         }
     }
     ws_shared_unref(sh);
@@ -401,9 +416,10 @@ void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s)
     ws_ps.s = s;
     ws_ps.ppid = getppid();
     ap_mpm_query(AP_MPMQ_HARD_LIMIT_DAEMONS, &ws_ps.slots);
-    if (ap_scoreboard_image == NULL) {
+    if (ap_scoreboard_image == NULL || ws_ps.slots < 0) {
         ws_ps.slots = 0;
     }
+    ws_ps.stalled = apr_pcalloc(pchild, (ws_ps.slots + 1) * sizeof(pid_t));
     rv = ws_peer_sockets();
     if (rv == APR_SUCCESS) {
         rv = ws_loop_create(&ws_ps.out, pchild);

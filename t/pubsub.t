@@ -2,8 +2,9 @@
 # with 4 children: the chat (which publishes to its topic) between
 # clients that /proc shows in 4 different children, each message exactly
 # once; a child killed with SIGKILL while a publisher storms (the others
-# get everything, in order, once; its replacement joins in); a graceful
-# restart during a storm (no message twice, none out of order; the new
+# get everything, in order, once; its replacement joins in); a child
+# stopped with SIGSTOP (the others are held up once, not at every
+# message); a graceful restart during a storm (no message twice, none out of order; the new
 # generation's children hear each other).
 use strict;
 use warnings FATAL => 'all';
@@ -15,7 +16,7 @@ use Apache::Test qw(-withtestmore);
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 13;
+plan tests => 15;
 
 my $CHILDREN = 4;
 
@@ -140,6 +141,31 @@ SKIP: {
         push @trouble, "client $i: [@g]" unless "@g" eq 'new here welcome';
     }
     is "@trouble", '', 'and the others hear it';
+}
+
+# ---------------------------------------------------------------------
+# a stopped child (SIGSTOP) does not hold up the others for long
+SKIP: {
+    skip 'no replacement child', 2 unless $newcomer;
+    drain($_, 0.3) for $newcomer, @c[0, 2, 3];
+    kill 'STOP', $pids[3];
+    my $t0 = Time::HiRes::time();
+    $pub->send(ws_text("s $_")) for 1 .. 100;
+    @trouble = ();
+    my $took;
+    for my $r ([$c[2], 'client 2'], [$newcomer, 'newcomer']) {
+        my @got = map { /^s (\d+)$/ ? $1 : () } drain($r->[0], 3);
+        $took //= Time::HiRes::time() - $t0 - 3;   # drain's quiet time
+        push @trouble, "$r->[1] got " . scalar(@got)
+            unless "@got" eq join ' ', 1 .. 100;
+    }
+    kill 'CONT', $pids[3];
+    is "@trouble", '', sprintf 'with a child stopped the others got all '
+        . '100 in order (%.1f s)', $took;
+    my @got = map { /^s (\d+)$/ ? $1 : () } drain($c[3], 2);
+    my $prefix = "@got" eq join ' ', 1 .. scalar(@got);
+    ok $prefix && @got >= 10, 'the stopped child\'s client, once it runs '
+        . 'again, got the start of it, in order (' . scalar(@got) . ')';
 }
 
 # ---------------------------------------------------------------------
