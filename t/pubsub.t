@@ -4,8 +4,8 @@
 # once; a child killed with SIGKILL while a publisher storms (the others
 # get everything, in order, once; its replacement joins in); a child
 # stopped with SIGSTOP (the others are held up once, not at every
-# message); a graceful restart during a storm (no message twice, none out of order; the new
-# generation's children hear each other).
+# message); a graceful restart during a storm (no message twice, none out
+# of order; the new generation's children hear each other).
 use strict;
 use warnings FATAL => 'all';
 
