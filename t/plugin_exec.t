@@ -517,7 +517,7 @@ sub proc_cpu {
     print $fh "#!/bin/sh\n";
     close $fh;
     chmod 0644, $plain;
-    my $mpm = loaded_module('mpm_event_module', $serverroot);
+    my $mpm = loaded_module('mpm_event_module');
     my $httpd = Apache::Test::vars('httpd');
     my @cases = (
         ['a good location', 'Command cat', undef],
@@ -575,12 +575,6 @@ CONF
             like $out, qr/Syntax OK/, "httpd -t: $name: Syntax OK";
         }
     }
-}
-sub loaded_module {
-    my ($name, $serverroot) = @_;
-    open my $fh, '<', "$serverroot/conf/httpd.conf" or return;
-    while (<$fh>) { return $1 if /LoadModule\s+\Q$name\E\s+"?([^"\s]+)/ }
-    return;
 }
 
 # ---------------------------------------------------------------------
