@@ -318,6 +318,17 @@ static const char *ws_cmd_loops(cmd_parms *cmd, void *dconf, const char *arg)
     return NULL;
 }
 
+static const char *ws_cmd_pubsub(cmd_parms *cmd, void *dconf,
+                                 const char *arg)
+{
+    ws_server_conf *sconf = ap_get_module_config(cmd->server->module_config,
+                                                 &websocket_module);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dconf;
+    return err != NULL ? err : ws_redis_parse(cmd->pool, arg, &sconf->redis);
+}
+
 /* The largest size a directive takes: it must fit the apr_int64_t of the
  * configuration and the apr_size_t it becomes for a connection. */
 #define WS_SIZE_MAX ((apr_uint64_t)APR_SIZE_MAX < (apr_uint64_t)APR_INT64_MAX \
@@ -518,6 +529,9 @@ static const command_rec ws_cmds[] = {
     AP_INIT_TAKE1("WebSocketLoopThreads", ws_cmd_loops, NULL, RSRC_CONF,
                   "event-loop threads per child that own the open "
                   "WebSockets (default: one per processor)"),
+    AP_INIT_TAKE1("WebSocketPubSub", ws_cmd_pubsub, NULL, RSRC_CONF,
+                  "redis://HOST:PORT[/PREFIX]: topics shared with every "
+                  "httpd naming the same Redis and prefix"),
     AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, WS_CONF,
                   "the plugin (a shared object) and its init function"),
     AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, WS_CONF,
@@ -1053,6 +1067,8 @@ static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 
     ws_loops_child_init(pchild, s, sconf->loops > 0 ? sconf->loops
                                                     : ws_default_loops());
+    ws_pubsub_child_init(pchild, s);
+    ws_redis_child_init(pchild, s, &sconf->redis);
 }
 
 static void ws_child_stopping(apr_pool_t *pchild, int graceful)

@@ -1307,6 +1307,7 @@ static void ws_conn_end(websocket_conn *wc)
         ws_log_transaction(wc);
     }
     ws_api_end_timers_and_watches(wc);
+    ws_pubsub_unsubscribe_all(wc);
     if (plugin->on_disconnect != NULL) {
         plugin->on_disconnect(&ws_server_api, wc);
     }
@@ -1528,8 +1529,11 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         }
     }
     ws_child_unregister(lc);
-    /* What was posted before the loop left the registry still runs. */
-    ws_loop_turn(lc->loop, 0);
+    /* What was posted before the loop left the registry still runs (and
+     * the push of shared messages those deliveries post). */
+    do {
+        ws_loop_turn(lc->loop, 0);
+    } while (lc->flush_posted);
     ws_conn_release(wc);
     return OK;
 }
