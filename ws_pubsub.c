@@ -350,7 +350,7 @@ static void *APR_THREAD_FUNC ws_peer_recv_thread(apr_thread_t *thread,
         }
     }
     free(buf);
-    apr_thread_exit(thread, APR_SUCCESS);
+    (void)thread;   /* returns: apr_thread_exit's unwinding trips ASan */
     return NULL;
 }
 
@@ -358,7 +358,7 @@ static void *APR_THREAD_FUNC ws_peer_send_thread(apr_thread_t *thread,
                                                 void *baton)
 {
     ws_loop_run(baton);
-    apr_thread_exit(thread, APR_SUCCESS);
+    (void)thread;   /* returns: apr_thread_exit's unwinding trips ASan */
     return NULL;
 }
 
