@@ -18,11 +18,14 @@
 #include "apr_strings.h"
 #include "apr_lib.h"
 #include "apr_uri.h"
+#include "apr_optional_hooks.h"
+#include "mod_status.h"
 
 #include <unistd.h>
 #include <errno.h>
 
 #include "mod_websocket.h"
+#include "ws_stats.h"
 
 module AP_MODULE_DECLARE_DATA websocket_module;
 
@@ -40,6 +43,7 @@ static apr_array_header_t *ws_locations;
 #define WS_DEFAULT_HANDSHAKE_TIMEOUT apr_time_from_sec(10)
 #define WS_DEFAULT_IDLE_TIMEOUT      apr_time_from_sec(600)
 #define WS_DEFAULT_CLOSE_TIMEOUT     apr_time_from_sec(5)
+#define WS_DEFAULT_WRITE_TIMEOUT     apr_time_from_sec(60)
 #define WS_DEFAULT_COMPRESSION_LEVEL       6
 #define WS_DEFAULT_COMPRESSION_WINDOW_BITS 15
 #define WS_DEFAULT_COMPRESSION_MEM_LEVEL   8
@@ -63,6 +67,7 @@ static void *ws_create_dir_conf(apr_pool_t *p, char *dir)
     conf->idle_timeout = -1;
     conf->ping_interval = -1;
     conf->close_timeout = -1;
+    conf->write_timeout = -1;
     conf->compression = -1;
     conf->compression_level = -1;
     conf->compression_window_bits = -1;
@@ -93,6 +98,7 @@ static void *ws_merge_dir_conf(apr_pool_t *p, void *basev, void *addv)
     WS_MERGE(idle_timeout, -1);
     WS_MERGE(ping_interval, -1);
     WS_MERGE(close_timeout, -1);
+    WS_MERGE(write_timeout, -1);
     WS_MERGE(compression, -1);
     WS_MERGE(compression_level, -1);
     WS_MERGE(compression_window_bits, -1);
@@ -119,6 +125,7 @@ static const ws_dir_conf *ws_conf_resolve(apr_pool_t *p,
     WS_DEFAULT(idle_timeout, -1, WS_DEFAULT_IDLE_TIMEOUT);
     WS_DEFAULT(ping_interval, -1, 0);
     WS_DEFAULT(close_timeout, -1, WS_DEFAULT_CLOSE_TIMEOUT);
+    WS_DEFAULT(write_timeout, -1, WS_DEFAULT_WRITE_TIMEOUT);
     WS_DEFAULT(compression, -1, 1);
     WS_DEFAULT(compression_level, -1, WS_DEFAULT_COMPRESSION_LEVEL);
     WS_DEFAULT(compression_window_bits, -1,
@@ -214,10 +221,12 @@ static const char *ws_cmd_handler(cmd_parms *cmd, void *dconf,
     loc->init_name = init;
     loc->section_options = &conf->options;
     loc->s = cmd->server;
+    loc->path = cmd->path != NULL ? cmd->path : "(server)";
     conf->loc = loc;
     if (ws_locations == NULL) {
         ws_locations = apr_array_make(cmd->pool, 8, sizeof(ws_location *));
     }
+    loc->index = ws_locations->nelts;
     APR_ARRAY_PUSH(ws_locations, ws_location *) = loc;
     return NULL;
 }
@@ -307,6 +316,17 @@ static const char *ws_cmd_loops(cmd_parms *cmd, void *dconf, const char *arg)
     }
     sconf->loops = (int)n;
     return NULL;
+}
+
+static const char *ws_cmd_pubsub(cmd_parms *cmd, void *dconf,
+                                 const char *arg)
+{
+    ws_server_conf *sconf = ap_get_module_config(cmd->server->module_config,
+                                                 &websocket_module);
+    const char *err = ap_check_cmd_context(cmd, GLOBAL_ONLY);
+
+    (void)dconf;
+    return err != NULL ? err : ws_redis_parse(cmd->pool, arg, &sconf->redis);
 }
 
 /* The largest size a directive takes: it must fit the apr_int64_t of the
@@ -509,6 +529,9 @@ static const command_rec ws_cmds[] = {
     AP_INIT_TAKE1("WebSocketLoopThreads", ws_cmd_loops, NULL, RSRC_CONF,
                   "event-loop threads per child that own the open "
                   "WebSockets (default: one per processor)"),
+    AP_INIT_TAKE1("WebSocketPubSub", ws_cmd_pubsub, NULL, RSRC_CONF,
+                  "redis://HOST:PORT[/PREFIX]: topics shared with every "
+                  "httpd naming the same Redis and prefix"),
     AP_INIT_TAKE2("WebSocketHandler", ws_cmd_handler, NULL, WS_CONF,
                   "the plugin (a shared object) and its init function"),
     AP_INIT_TAKE2("WebSocketOption", ws_cmd_option, NULL, WS_CONF,
@@ -550,6 +573,11 @@ static const command_rec ws_cmds[] = {
                   WS_FIELD(close_timeout), WS_CONF,
                   "seconds to wait for the client's close frame after "
                   "the server's (default 5)"),
+    AP_INIT_TAKE1("WebSocketWriteTimeout", ws_cmd_seconds,
+                  WS_FIELD(write_timeout), WS_CONF,
+                  "seconds a client may take no bytes of pending output "
+                  "before the connection is closed (0: never; default "
+                  "60)"),
     AP_INIT_FLAG("WebSocketCompression", ws_cmd_flag,
                  WS_FIELD(compression), WS_CONF,
                  "On (default): accept a client's permessage-deflate "
@@ -587,6 +615,7 @@ static int ws_refuse(request_rec *r, int status, int level,
                      const char *reason)
 {
     r->connection->keepalive = AP_CONN_CLOSE;
+    ws_stats_refused(status);
     ap_log_rerror(APLOG_MARK, level, 0, r,
                   "websocket: handshake refused with %d for %s: %s",
                   status, r->uri, reason);
@@ -1007,13 +1036,39 @@ static void ws_suspend_connection(conn_rec *c, request_rec *r)
     ws_conn_suspended(c);
 }
 
+static int ws_post_config(apr_pool_t *pconf, apr_pool_t *plog,
+                          apr_pool_t *ptemp, server_rec *s)
+{
+    (void)plog;
+    (void)ptemp;
+    ws_stats_post_config(pconf, s);   /* without it: per-child counts */
+    return OK;
+}
+
+/* mod_status: the WebSocket section and the ?auto lines. */
+static int ws_status_hook(request_rec *r, int flags)
+{
+    int i, count = ws_locations ? ws_locations->nelts : 0;
+    const char **names = apr_pcalloc(r->pool, (count + 1) * sizeof(*names));
+
+    for (i = 0; i < count; i++) {
+        names[i] = APR_ARRAY_IDX(ws_locations, i, ws_location *)->path;
+    }
+    ws_stats_report(r, flags, names, count);
+    return OK;
+}
+
 static void ws_child_init(apr_pool_t *pchild, server_rec *s)
 {
     ws_server_conf *sconf = ap_get_module_config(s->module_config,
                                                  &websocket_module);
 
+    ws_stats_child_init();
+
     ws_loops_child_init(pchild, s, sconf->loops > 0 ? sconf->loops
                                                     : ws_default_loops());
+    ws_pubsub_child_init(pchild, s);
+    ws_redis_child_init(pchild, s, &sconf->redis);
 }
 
 static void ws_child_stopping(apr_pool_t *pchild, int graceful)
@@ -1028,7 +1083,10 @@ static void ws_register_hooks(apr_pool_t *p)
     ap_hook_handler(ws_handler, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_pre_config(ws_pre_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_check_config(ws_check_config, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_post_config(ws_post_config, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_child_init(ws_child_init, NULL, NULL, APR_HOOK_MIDDLE);
+    APR_OPTIONAL_HOOK(ap, status_hook, ws_status_hook, NULL, NULL,
+                      APR_HOOK_MIDDLE);
     ap_hook_child_stopping(ws_child_stopping, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_suspend_connection(ws_suspend_connection, NULL, NULL,
                                APR_HOOK_MIDDLE);

@@ -37,6 +37,8 @@ typedef struct ws_location {
     server_rec *s;
     void *data;                        /* from init_location */
     apr_uint32_t open;                 /* open connections (atomic) */
+    const char *path;                  /* its section, for mod_status */
+    int index;                         /* in the configuration's order */
 } ws_location;
 
 /* Per-directory configuration.  A value of -1 (0 for enums and pointers)
@@ -56,6 +58,7 @@ typedef struct ws_dir_conf {
     apr_interval_time_t idle_timeout;      /* 0: none */
     apr_interval_time_t ping_interval;     /* 0: no pings */
     apr_interval_time_t close_timeout;
+    apr_interval_time_t write_timeout;     /* 0: none */
     /* permessage-deflate (WebSocketCompression*; -1: not set here) */
     int compression;                       /* 1 on, 0 off */
     int compression_level;                 /* 0-9 */
@@ -67,9 +70,17 @@ typedef struct ws_dir_conf {
     ws_deflate_params deflate;
 } ws_dir_conf;
 
+/* WebSocketPubSub redis://HOST:PORT[/PREFIX] (host NULL: none). */
+typedef struct ws_redis_conf {
+    const char *host;
+    int port;
+    const char *prefix;
+} ws_redis_conf;
+
 /* Server-wide settings (main server only). */
 typedef struct ws_server_conf {
     int loops;                 /* WebSocketLoopThreads; 0: unset */
+    ws_redis_conf redis;       /* WebSocketPubSub */
 } ws_server_conf;
 
 /* ws_connection.c: a WebSocket from the validated upgrade request to the
@@ -107,5 +118,13 @@ const char *ws_handshake_answer(request_rec *r, int family, const char *host,
 /* Per-child loops (ws_connection.c). */
 void ws_loops_child_init(apr_pool_t *pchild, server_rec *s, int count);
 void ws_loops_child_stopping(int graceful);
+/* Publishing across the children of this httpd (ws_pubsub.c). */
+void ws_pubsub_child_init(apr_pool_t *pchild, server_rec *s);
+/* Topics across machines (ws_redis.c): parse a WebSocketPubSub URL (an
+ * error message, or NULL), start the child's Redis connections. */
+const char *ws_redis_parse(apr_pool_t *p, const char *url,
+                           ws_redis_conf *conf);
+void ws_redis_child_init(apr_pool_t *pchild, server_rec *s,
+                         const ws_redis_conf *conf);
 
 #endif /* MOD_WEBSOCKET_H */

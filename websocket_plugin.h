@@ -37,9 +37,9 @@
  *   "any thread"  from anywhere, as long as the caller holds a reference
  *                 (on the loop inside a callback one always does; other
  *                 threads retain() first and release() when done).
- * Only send, close, post, pending, broadcast, retain, release, data_set,
- * data_get and the read-only accessors marked "any thread" may be called
- * from other threads.  The accessors marked "any thread" keep working
+ * Only send, close, post, pending, broadcast, publish, retain, release,
+ * data_set, data_get and the read-only accessors marked "any thread" may
+ * be called from other threads.  The accessors marked "any thread" keep working
  * after on_disconnect for as long as conn is retained (or, in a posted
  * function, until it returns).
  *
@@ -254,6 +254,29 @@ struct websocket_server {
      * APR_ECONNABORTED, WEBSOCKET_SEND_CLOSED or NULL.  Any thread. */
     void (*retain)(websocket_conn *conn);
     void (*release)(websocket_conn *conn);
+
+    /* --- topics (publish/subscribe) --- */
+    /* A topic is a name of 1 to 255 bytes, one space per httpd (every
+     * virtual host and location share it) -- and, with WebSocketPubSub,
+     * one space for every httpd naming the same Redis and prefix.
+     * Subscribe conn to topic (again: no change).  From on_open on;
+     * APR_EINVAL for a bad name, APR_ECONNABORTED before on_open or once
+     * gone.  The connection leaves all its topics before on_disconnect.
+     * Loop. */
+    apr_status_t (*subscribe)(websocket_conn *conn, const char *topic);
+    /* Leave topic (not subscribed: no change).  Loop. */
+    apr_status_t (*unsubscribe)(websocket_conn *conn, const char *topic);
+    /* Send one message to every subscriber of topic in every child of
+     * this httpd (hixie subscribers get text only), each exactly once,
+     * in publish order per publishing thread.  The payload is copied once
+     * and shared; each receiver's own limits apply, as for broadcast
+     * (nobody waits for a slow receiver).  conn is not used (may be
+     * NULL): a plugin thread may publish without a connection.  Works
+     * from on_disconnect too.  A message over 192 KiB (with its topic)
+     * reaches this child's subscribers only.  APR_EINVAL for a bad topic
+     * or type, APR_ENOMEM.  Any thread. */
+    apr_status_t (*publish)(websocket_conn *conn, const char *topic,
+                            int type, const void *data, apr_size_t len);
 };
 
 typedef struct websocket_plugin {

@@ -425,6 +425,27 @@ static void ws_api_release(websocket_conn *wc)
     ws_conn_release(wc);
 }
 
+/* ------------------------------------------------------------------ */
+/* Topics                                                              */
+
+static apr_status_t ws_api_subscribe(websocket_conn *wc, const char *topic)
+{
+    return ws_pubsub_subscribe(wc, topic);
+}
+
+static apr_status_t ws_api_unsubscribe(websocket_conn *wc, const char *topic)
+{
+    return ws_pubsub_unsubscribe(wc, topic);
+}
+
+static apr_status_t ws_api_publish(websocket_conn *wc, const char *topic,
+                                   int type, const void *data,
+                                   apr_size_t len)
+{
+    (void)wc;
+    return ws_pubsub_publish(topic, type, data, len);
+}
+
 const websocket_server ws_server_api = {
     sizeof(websocket_server),
     WEBSOCKET_PLUGIN_VERSION,
@@ -459,5 +480,8 @@ const websocket_server ws_server_api = {
     ws_api_watch_events,
     ws_api_watch_remove,
     ws_api_retain,
-    ws_api_release
+    ws_api_release,
+    ws_api_subscribe,
+    ws_api_unsubscribe,
+    ws_api_publish
 };

@@ -105,6 +105,9 @@ apr_status_t ws_loop_ctx_init(ws_loop_ctx *lc, apr_pool_t *p)
 {
     APR_RING_INIT(&lc->conns, websocket_conn, link);
     lc->count = 0;
+    lc->topics = apr_hash_make(p);
+    lc->dirty = NULL;
+    lc->flush_posted = 0;
     return ws_loop_create(&lc->loop, p);
 }
 
@@ -232,22 +235,49 @@ void ws_conn_suspended(conn_rec *c)
 /* ------------------------------------------------------------------ */
 /* Broadcast: one shared copy of the payload                           */
 
-typedef struct ws_shared {
-    apr_uint32_t refs;
-    int type;
-    ws_location *loc;
-    apr_size_t len;
-    char data[1];
-} ws_shared;
-
-static void ws_shared_release(void *data)
+static void ws_shared_free(ws_shared *sh)
 {
-    ws_shared *sh = (ws_shared *)((char *)data
-                                  - APR_OFFSETOF(ws_shared, data));
-
     if (ws_atomic_dec32(&sh->refs) == 0) {
         free(sh);
     }
+}
+
+/* The heap bucket's free function: data points into a ws_shared. */
+static void ws_shared_release(void *data)
+{
+    ws_shared_free((ws_shared *)((char *)data
+                                 - APR_OFFSETOF(ws_shared, data)));
+}
+
+ws_shared *ws_shared_create(int type, const char *data, apr_size_t len,
+                            const char *topic, apr_size_t topic_len)
+{
+    ws_shared *sh;
+
+    if (type != WEBSOCKET_TEXT && type != WEBSOCKET_BINARY) {
+        return NULL;
+    }
+    sh = malloc(sizeof(*sh) + len + topic_len + 1);
+    if (sh == NULL) {
+        return NULL;
+    }
+    sh->refs = 1;
+    sh->type = type;
+    sh->loc = NULL;
+    sh->len = len;
+    if (len > 0) {
+        memcpy(sh->data, data, len);
+    }
+    sh->topic = sh->data + len + 1;
+    sh->topic_len = topic_len;
+    memcpy(sh->data + len + 1, topic, topic_len);
+    sh->data[len + 1 + topic_len] = '\0';
+    return sh;
+}
+
+void ws_shared_unref(ws_shared *sh)
+{
+    ws_shared_free(sh);
 }
 
 static void *ws_shared_ref(void *arg)
@@ -256,6 +286,58 @@ static void *ws_shared_ref(void *arg)
 
     ws_atomic_inc32(&sh->refs);
     return sh;
+}
+
+/* Push what the shared messages queued on the loop's connections: once
+ * per connection for all the deliveries that ran before, so that a
+ * burst of messages goes out in one write. */
+static void ws_flush_dirty(void *baton)
+{
+    ws_loop_ctx *lc = baton;
+    websocket_conn *wc;
+
+    lc->flush_posted = 0;
+    while ((wc = lc->dirty) != NULL) {
+        lc->dirty = wc->dirty_next;
+        wc->dirty = 0;
+        ws_conn_kick(wc);
+        ws_conn_release(wc);
+    }
+}
+
+static void ws_mark_dirty(websocket_conn *wc)
+{
+    ws_loop_ctx *lc = wc->lc;
+
+    if (!wc->dirty) {
+        wc->dirty = 1;
+        ws_conn_retain(wc);
+        wc->dirty_next = lc->dirty;
+        lc->dirty = wc;
+    }
+    if (!lc->flush_posted
+        && ws_loop_post(lc->loop, ws_flush_dirty, lc) == APR_SUCCESS) {
+        lc->flush_posted = 1;
+    }
+}
+
+void ws_shared_send(websocket_conn *wc, ws_shared *sh)
+{
+    ws_atomic_inc32(&sh->refs);
+    if (ws_conn_send_shared(wc, sh->type, sh->data, sh->len,
+                            ws_shared_release)) {
+        ws_mark_dirty(wc);
+    }
+    else {
+        ws_atomic_dec32(&sh->refs);   /* never the last: the caller's */
+    }
+}
+
+void ws_child_deliver(void (*fn)(ws_loop_ctx *lc, void *sh), ws_shared *sh)
+{
+    apr_thread_mutex_lock(ws_child.mutex);
+    ws_post_everywhere(fn, ws_shared_ref, sh);
+    apr_thread_mutex_unlock(ws_child.mutex);
 }
 
 /* On each loop: every connection of the location gets the message. */
@@ -267,42 +349,24 @@ static void ws_deliver(ws_loop_ctx *lc, void *arg)
     for (wc = APR_RING_FIRST(&lc->conns);
          wc != APR_RING_SENTINEL(&lc->conns, websocket_conn, link);
          wc = APR_RING_NEXT(wc, link)) {
-        if (wc->loc != sh->loc) {
-            continue;
-        }
-        ws_atomic_inc32(&sh->refs);
-        if (ws_conn_send_shared(wc, sh->type, sh->data, sh->len,
-                                ws_shared_release)) {
-            ws_conn_kick(wc);
-        }
-        else {
-            ws_atomic_dec32(&sh->refs);   /* never the last: we hold one */
+        if (wc->loc == sh->loc) {
+            ws_shared_send(wc, sh);
         }
     }
-    ws_shared_release(sh->data);
+    ws_shared_unref(sh);
 }
 
 int ws_conn_broadcast(websocket_conn *wc, int type, const char *data,
                       apr_size_t len)
 {
-    ws_shared *sh;
+    ws_shared *sh = ws_shared_create(type, data, len, "", 0);
 
-    if (type != WEBSOCKET_TEXT && type != WEBSOCKET_BINARY) {
-        return 0;
-    }
-    sh = malloc(sizeof(*sh) + len);
     if (sh == NULL) {
         return 0;
     }
-    sh->refs = 1;
-    sh->type = type;
     sh->loc = wc->loc;
-    sh->len = len;
-    memcpy(sh->data, data, len);
-    apr_thread_mutex_lock(ws_child.mutex);
-    ws_post_everywhere(ws_deliver, ws_shared_ref, sh);
-    apr_thread_mutex_unlock(ws_child.mutex);
-    ws_shared_release(sh->data);
+    ws_child_deliver(ws_deliver, sh);
+    ws_shared_unref(sh);
     return (int)ws_atomic_read32(&wc->loc->open);
 }
 

@@ -10,6 +10,7 @@
 #include "httpd.h"
 #include "util_filter.h"
 #include "apr_ring.h"
+#include "apr_hash.h"
 
 #include "mod_websocket.h"
 #include "ws_loop.h"
@@ -28,6 +29,10 @@ typedef struct ws_loop_ctx {
     ws_loop *loop;
     APR_RING_HEAD(ws_conn_ring, websocket_conn) conns;
     apr_uint32_t count;                /* open connections (atomic) */
+    apr_hash_t *topics;                /* name -> ws_topic (ws_pubsub.c) */
+    struct websocket_conn *dirty;      /* shared messages queued, not
+                                        * yet pushed (ws_child.c) */
+    int flush_posted;
     struct ws_loop_ctx *next;          /* in the child's registry */
 } ws_loop_ctx;
 
@@ -56,6 +61,8 @@ struct websocket_conn {
     apr_uint64_t queued;               /* atomic: bytes posted, not applied */
     apr_uint64_t out_bytes;            /* atomic: bytes waiting in obb */
     const char *uri, *query, *client_ip, *user;
+    const char *the_request, *protocol;    /* for the log line at the end */
+    const char *version;                   /* Sec-WebSocket-Version */
     char *subprotocol;                 /* malloc'd */
     const char **options;              /* name, value, ..., NULL */
     int family;                        /* WEBSOCKET_PROTOCOL_* */
@@ -89,8 +96,17 @@ struct websocket_conn {
     ws_timer tick;
     apr_time_t last_rx, ping_sent, close_sent, deadline;
     apr_time_t adopted;                /* when its loop took it over */
+    apr_time_t opened_at;
+    apr_uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+    int timed_out;                     /* a timeout ended it */
+    int close_code;                    /* the server's close, if first */
+    apr_time_t write_since;            /* output pending and the client
+                                        * took nothing since (0: none) */
     APR_RING_HEAD(ws_ptimer_ring, websocket_timer) timers;
     APR_RING_HEAD(ws_pwatch_ring, websocket_watch) watches;
+    struct ws_sub *subs;               /* its topics (ws_pubsub.c) */
+    struct websocket_conn *dirty_next; /* in lc->dirty */
+    int dirty;
 };
 
 /* ws_connection.c, for ws_api.c (loop thread unless said otherwise) */
@@ -142,6 +158,41 @@ void ws_child_unregister(ws_loop_ctx *lc);
  * it, so that the loop cannot go away meanwhile. */
 void ws_child_lock(void);
 void ws_child_unlock(void);
+
+/* ws_child.c: a payload shared by every receiver (broadcast, publish).
+ * refs counts the holders: each queued bucket, each posted delivery. */
+typedef struct ws_shared {
+    apr_uint32_t refs;                 /* atomic */
+    int type;
+    ws_location *loc;                  /* broadcast: the location */
+    const char *topic;                 /* publish: NUL-terminated */
+    apr_size_t topic_len;
+    apr_size_t len;
+    char data[1];                      /* payload, NUL, topic, NUL */
+} ws_shared;
+
+/* One reference, payload and topic copied; NULL for a bad type or no
+ * memory.  Any thread. */
+ws_shared *ws_shared_create(int type, const char *data, apr_size_t len,
+                            const char *topic, apr_size_t topic_len);
+void ws_shared_unref(ws_shared *sh);
+/* Queue sh on wc (loop thread of wc). */
+void ws_shared_send(websocket_conn *wc, ws_shared *sh);
+/* Run fn(lc, sh) on every loop of the child, each with its own
+ * reference to sh (which fn lets go).  Any thread. */
+void ws_child_deliver(void (*fn)(ws_loop_ctx *lc, void *sh), ws_shared *sh);
+
+/* ws_pubsub.c: topics. */
+apr_status_t ws_pubsub_subscribe(websocket_conn *wc, const char *topic);
+apr_status_t ws_pubsub_unsubscribe(websocket_conn *wc, const char *topic);
+/* Every subscription of wc goes (loop thread; the connection ended). */
+void ws_pubsub_unsubscribe_all(websocket_conn *wc);
+apr_status_t ws_pubsub_publish(const char *topic, int type,
+                               const void *data, apr_size_t len);
+/* sh to the subscribers of its topic in this child.  Any thread. */
+void ws_pubsub_deliver_local(ws_shared *sh);
+/* ws_redis.c: sh to Redis, when WebSocketPubSub is set.  Any thread. */
+void ws_redis_publish(ws_shared *sh);
 
 /* ws_api.c: plugin timers and watches end with the connection. */
 void ws_api_end_timers_and_watches(websocket_conn *wc);

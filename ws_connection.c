@@ -34,6 +34,7 @@
 #include "apr_thread_proc.h"
 
 #include "ws_conn_private.h"
+#include "ws_stats.h"
 
 APLOG_USE_MODULE(websocket);
 extern module AP_MODULE_DECLARE_DATA websocket_module;
@@ -100,6 +101,28 @@ static apr_bucket *ws_push_bucket(apr_bucket_alloc_t *list)
     return b;
 }
 
+/* Traffic of this connection (its log line) and of the server
+ * (mod_status): bytes, and messages (0 or 1). */
+static void ws_count_in(websocket_conn *wc, apr_size_t len, int messages)
+{
+    wc->bytes_in += len;
+    wc->msgs_in += messages;
+    ws_stats_bytes_in(len);
+    if (messages) {
+        ws_stats_message_in();
+    }
+}
+
+static void ws_count_out(websocket_conn *wc, apr_size_t len, int messages)
+{
+    wc->bytes_out += len;
+    wc->msgs_out += messages;
+    ws_stats_bytes_out(len);
+    if (messages) {
+        ws_stats_message_out();
+    }
+}
+
 static void ws_out_account(websocket_conn *wc, apr_off_t delta)
 {
     ws_atomic_add64(&wc->out_bytes, (apr_uint64_t)delta);
@@ -141,6 +164,9 @@ static void ws_write_failed(websocket_conn *wc, apr_status_t rv)
 {
     ap_log_cerror(APLOG_MARK, APLOG_DEBUG, rv, wc->c, "websocket: %s: "
                   "writing to the client failed", wc->uri);
+    if (APR_STATUS_IS_TIMEUP(rv)) {
+        wc->timed_out = 1;   /* WebSocketWriteTimeout on a request thread */
+    }
     wc->c->aborted = 1;
     ws_out_discard(wc);
 }
@@ -193,6 +219,7 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
             if (rv != APR_SUCCESS || c->data_in_output_filters) {
                 return;   /* POLLOUT brings us back */
             }
+            wc->write_since = apr_time_now();   /* the client took it */
             ws_conn_trimmed(wc);
         }
         ws_out_seal(wc);
@@ -209,6 +236,9 @@ static void ws_out_push_nonblocking(websocket_conn *wc)
         ws_out_account(wc, -len);
         if (rv != APR_SUCCESS) {
             ws_write_failed(wc, rv);
+        }
+        else if (!c->data_in_output_filters) {
+            wc->write_since = apr_time_now();   /* all of it went out */
         }
     }
 }
@@ -257,6 +287,9 @@ static int ws_on_write(void *baton, const char *data, apr_size_t len)
     memcpy(wc->wbuf + wc->wbuf_len, data, len);
     wc->wbuf_len += len;
     ws_out_account(wc, (apr_off_t)len);
+    if (wc->opened) {   /* frames, not the handshake's answer */
+        ws_count_out(wc, len, 0);
+    }
     return 0;
 }
 
@@ -285,6 +318,7 @@ static void ws_on_message(void *baton, int opcode, const char *data,
 {
     websocket_conn *wc = baton;
 
+    ws_count_in(wc, 0, 1);
     wc->loc->plugin->on_message(&ws_server_api, wc, opcode, data, len);
 }
 
@@ -293,6 +327,9 @@ static void ws_on_data(void *baton, int opcode, const char *data,
 {
     websocket_conn *wc = baton;
 
+    if (final) {
+        ws_count_in(wc, 0, 1);
+    }
     if (len > 0) {
         APR_BRIGADE_INSERT_TAIL(wc->fbb, apr_bucket_transient_create(
                                     data, len, wc->c->bucket_alloc));
@@ -343,6 +380,27 @@ static int ws_is_hixie(const websocket_conn *wc)
     return wc->family != WEBSOCKET_PROTOCOL_RFC6455;
 }
 
+/* The server starts the closing handshake. */
+static apr_status_t ws_start_close(websocket_conn *wc, int code,
+                                   const char *why)
+{
+    apr_status_t rv = ws_session_close(wc->session, code, why);
+
+    if (rv == APR_SUCCESS && wc->close_code == 0) {
+        wc->close_code = code;
+    }
+    return rv;
+}
+
+/* The close code of the closing handshake: the peer's, or the one of a
+ * failure, or the server's own close; 0 when there was none. */
+static int ws_end_code(const websocket_conn *wc)
+{
+    int code = ws_session_close_code(wc->session);
+
+    return code != 0 ? code : wc->close_code;
+}
+
 static int ws_conn_usable(const websocket_conn *wc)
 {
     return wc->state == WS_CONN_OPEN && !wc->c->aborted
@@ -365,8 +423,7 @@ static websocket_send_result ws_send_verdict(websocket_conn *wc)
                           "waiting for a slow client, more than "
                           "WebSocketMaxPendingBytes (%" APR_INT64_T_FMT ")",
                           wc->uri, pending, wc->conf.max_pending);
-            ws_session_close(wc->session, WS_CLOSE_POLICY,
-                             "send queue overflow");
+            ws_start_close(wc, WS_CLOSE_POLICY, "send queue overflow");
         }
         return WEBSOCKET_SEND_CLOSED;
     }
@@ -387,6 +444,16 @@ static websocket_send_result ws_result_of(websocket_conn *wc,
                                                      : WEBSOCKET_SEND_INVALID;
 }
 
+/* A message (final: its last frame) went to the engine. */
+static websocket_send_result ws_sent(websocket_conn *wc, apr_status_t rv,
+                                     int final)
+{
+    if (rv == APR_SUCCESS && final) {
+        ws_count_out(wc, 0, 1);
+    }
+    return ws_result_of(wc, rv);
+}
+
 /* After a call from a plugin outside this connection's own event (a
  * timer, a watch, a post, another connection): send what it produced. */
 void ws_conn_kick(websocket_conn *wc)
@@ -405,7 +472,7 @@ websocket_send_result ws_conn_send(websocket_conn *wc, int type,
     if (!ws_conn_usable(wc)) {
         return WEBSOCKET_SEND_CLOSED;
     }
-    return ws_result_of(wc, ws_session_send(wc->session, type, data, len));
+    return ws_sent(wc, ws_session_send(wc->session, type, data, len), 1);
 }
 
 websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
@@ -431,8 +498,9 @@ websocket_send_result ws_conn_send_brigade(websocket_conn *wc, int type,
     ws_out_seal(wc);
     APR_BRIGADE_CONCAT(wc->obb, bb);
     ws_out_account(wc, len);
+    ws_count_out(wc, (apr_size_t)len, 0);
     rv = ws_session_frame_end(wc->session);
-    return ws_result_of(wc, rv);
+    return ws_sent(wc, rv, final);
 }
 
 apr_status_t ws_conn_close(websocket_conn *wc, int code, const char *why)
@@ -442,7 +510,7 @@ apr_status_t ws_conn_close(websocket_conn *wc, int code, const char *why)
     if (wc->state != WS_CONN_OPEN) {
         return APR_ECONNABORTED;
     }
-    rv = ws_session_close(wc->session, code, why);
+    rv = ws_start_close(wc, code, why);
     return APR_STATUS_IS_EOF(rv) ? APR_ECONNABORTED : rv;
 }
 
@@ -494,6 +562,7 @@ int ws_conn_send_shared(websocket_conn *wc, int type, const char *data,
                                 data, len, release, wc->c->bucket_alloc));
     ws_out_account(wc, (apr_off_t)len);
     ws_session_frame_end(wc->session);
+    ws_count_out(wc, len, 1);
     ws_send_verdict(wc);
     return 1;
 }
@@ -578,11 +647,33 @@ static void ws_close_for(websocket_conn *wc, int code, const char *why)
 {
     ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, wc->c, "websocket: closing %s "
                   "with %d: %s", wc->uri, code, why);
-    ws_session_close(wc->session, code, why);
+    ws_start_close(wc, code, why);
 }
 
-/* The earliest moment something is due for an open connection. */
-static apr_time_t ws_open_deadline(websocket_conn *wc)
+/* When WebSocketWriteTimeout runs out for output the client does not
+ * take (APR_INT64_MAX: never). */
+static apr_time_t ws_write_deadline(const websocket_conn *wc)
+{
+    if (wc->conf.write_timeout <= 0 || wc->write_since == 0) {
+        return APR_INT64_MAX;
+    }
+    return wc->write_since + wc->conf.write_timeout;
+}
+
+/* Output is pending since the last progress, or none is. */
+static void ws_write_clock(websocket_conn *wc)
+{
+    if (!ws_output_pending(wc)) {
+        wc->write_since = 0;
+    }
+    else if (wc->write_since == 0) {
+        wc->write_since = apr_time_now();
+    }
+}
+
+/* The earliest moment something is due for an open connection's
+ * session (idle, ping, close handshake). */
+static apr_time_t ws_session_deadline(websocket_conn *wc)
 {
     const ws_dir_conf *conf = &wc->conf;
     apr_time_t next = APR_INT64_MAX;
@@ -607,6 +698,34 @@ static apr_time_t ws_open_deadline(websocket_conn *wc)
     }
 }
 
+static apr_time_t ws_open_deadline(websocket_conn *wc)
+{
+    return WS_MIN(ws_session_deadline(wc), ws_write_deadline(wc));
+}
+
+static void ws_conn_end(websocket_conn *wc);
+
+/* WebSocketWriteTimeout: the client took no bytes for that long.  An
+ * open session still gets a 1008 close frame, written while the drain
+ * lasts (WebSocketCloseTimeout); a closing one is given up at once. */
+static int ws_write_timers(websocket_conn *wc, apr_time_t now)
+{
+    if (now < ws_write_deadline(wc)) {
+        return 0;
+    }
+    wc->timed_out = 1;
+    if (ws_session_state(wc->session) == WS_SESSION_OPEN) {
+        ws_close_for(wc, WS_CLOSE_POLICY, "write timeout");
+        ws_conn_end(wc);
+    }
+    else {
+        ap_log_cerror(APLOG_MARK, APLOG_INFO, 0, wc->c, "websocket: %s: "
+                      "write timeout while closing, giving up", wc->uri);
+        wc->c->aborted = 1;
+    }
+    return 1;
+}
+
 static void ws_open_timers(websocket_conn *wc, apr_time_t now)
 {
     const ws_dir_conf *conf = &wc->conf;
@@ -621,6 +740,7 @@ static void ws_open_timers(websocket_conn *wc, apr_time_t now)
         return;
     }
     if (conf->idle_timeout > 0 && now - wc->last_rx >= conf->idle_timeout) {
+        wc->timed_out = 1;
         ws_close_for(wc, WS_CLOSE_GOING_AWAY, "idle timeout");
     }
     else if (conf->ping_interval > 0 && !ws_is_hixie(wc)) {
@@ -630,6 +750,7 @@ static void ws_open_timers(websocket_conn *wc, apr_time_t now)
         }
         else if (wc->ping_sent != 0
                  && now - wc->ping_sent >= conf->ping_interval) {
+            wc->timed_out = 1;
             ws_close_for(wc, WS_CLOSE_GOING_AWAY, "no answer to ping");
         }
     }
@@ -677,7 +798,9 @@ static void ws_conn_tick(void *baton)
         }
         break;
     case WS_CONN_OPEN:
-        ws_open_timers(wc, now);
+        if (!ws_write_timers(wc, now)) {
+            ws_open_timers(wc, now);
+        }
         break;
     case WS_CONN_DRAINING:
         if (now >= wc->deadline) {
@@ -733,6 +856,7 @@ static void ws_feed(websocket_conn *wc, const char *data, apr_size_t len)
         len -= took;
     }
     if (len > 0 && wc->state == WS_CONN_OPEN) {
+        ws_count_in(wc, len, 0);
         ws_session_feed(wc->session, data, len);
     }
 }
@@ -863,6 +987,7 @@ static void ws_client_ready(void *baton, apr_int16_t events)
         return;
     }
     if (events & APR_POLLOUT) {
+        wc->write_since = apr_time_now();   /* the client took bytes */
         ws_out_push(wc);
     }
     if (events & (APR_POLLIN | APR_POLLHUP | APR_POLLERR)) {
@@ -915,7 +1040,7 @@ static apr_size_t ws_packed_size(const char *const *strings, int n,
 
 static websocket_conn *ws_conn_alloc(request_rec *r, const ws_dir_conf *conf)
 {
-    const char *strings[4];
+    const char *strings[7];
     const apr_array_header_t *opts =
         conf->options ? apr_table_elts(conf->options) : NULL;
     int i, n_opts = opts ? opts->nelts : 0;
@@ -927,7 +1052,10 @@ static websocket_conn *ws_conn_alloc(request_rec *r, const ws_dir_conf *conf)
     strings[1] = r->args;
     strings[2] = r->useragent_ip;
     strings[3] = r->user;
-    size = ws_packed_size(strings, 4, opts);
+    strings[4] = r->the_request;
+    strings[5] = r->protocol;
+    strings[6] = apr_table_get(r->headers_in, "Sec-WebSocket-Version");
+    size = ws_packed_size(strings, 7, opts);
     wc = calloc(1, sizeof(*wc) + size);
     if (wc == NULL) {
         return NULL;
@@ -938,6 +1066,9 @@ static websocket_conn *ws_conn_alloc(request_rec *r, const ws_dir_conf *conf)
     wc->query = ws_pack(&at, strings[1]);
     wc->client_ip = ws_pack(&at, strings[2]);
     wc->user = ws_pack(&at, strings[3]);
+    wc->the_request = ws_pack(&at, strings[4]);
+    wc->protocol = ws_pack(&at, strings[5]);
+    wc->version = ws_pack(&at, strings[6]);
     for (i = 0; i < n_opts; i++) {
         const apr_table_entry_t *e = &APR_ARRAY_IDX(opts, i,
                                                     apr_table_entry_t);
@@ -1062,8 +1193,9 @@ static void ws_conn_open(websocket_conn *wc)
 
     wc->state = WS_CONN_OPEN;
     wc->opened = 1;
-    wc->last_rx = apr_time_now();
+    wc->last_rx = wc->opened_at = apr_time_now();
     ws_atomic_inc32(&wc->loc->open);
+    ws_stats_open(wc->loc->index, wc->family, 1);
     if (plugin->on_open != NULL) {
         plugin->on_open(&ws_server_api, wc);
     }
@@ -1086,6 +1218,78 @@ static void ws_log_end(websocket_conn *wc)
     }
 }
 
+/* Who ended it: client, server, abort or timeout. */
+static const char *ws_closed_by(const websocket_conn *wc)
+{
+    ws_session_state_e ss = ws_session_state(wc->session);
+
+    if (wc->timed_out) {
+        return "timeout";
+    }
+    if (ss == WS_SESSION_CLOSED) {
+        return wc->close_sent != 0 ? "server" : "client";
+    }
+    return wc->c->aborted && ss != WS_SESSION_FAILED ? "abort" : "server";
+}
+
+static const char *ws_protocol_name(apr_pool_t *p,
+                                    const websocket_conn *wc)
+{
+    switch (wc->family) {
+    case WEBSOCKET_PROTOCOL_RFC6455:
+        return wc->version != NULL ? apr_pstrcat(p, "rfc6455-", wc->version,
+                                                 NULL)
+                                   : "rfc6455";
+    case WEBSOCKET_PROTOCOL_HIXIE76:
+        return "hixie76";
+    default:
+        return "hixie75";
+    }
+}
+
+static void ws_note_u64(request_rec *r, const char *name, apr_uint64_t v)
+{
+    apr_table_setn(r->notes, name,
+                   apr_psprintf(r->pool, "%" APR_UINT64_T_FMT, v));
+}
+
+/* One access-log line for the WebSocket that ends (the upgrade's own
+ * line, status 101, was written when it opened): a request made up on
+ * the connection, with the notes a LogFormat can use (%{...}n), through
+ * mod_log_config and the other log_transaction hooks. */
+static void ws_log_transaction(websocket_conn *wc)
+{
+    request_rec *r = ap_create_request(wc->c);
+    apr_time_t now = apr_time_now();
+
+    r->server = wc->s;
+    r->per_dir_config = wc->s->lookup_defaults;
+    r->request_time = wc->opened_at;
+    r->the_request = apr_pstrdup(r->pool, wc->the_request);
+    r->method = "GET";
+    r->method_number = M_GET;
+    r->protocol = apr_pstrdup(r->pool, wc->protocol ? wc->protocol
+                                                    : "HTTP/1.1");
+    r->uri = r->unparsed_uri = apr_pstrdup(r->pool, wc->uri);
+    r->args = apr_pstrdup(r->pool, wc->query);
+    r->user = apr_pstrdup(r->pool, wc->user);
+    r->status = HTTP_SWITCHING_PROTOCOLS;
+    apr_table_setn(r->notes, "websocket-duration",
+                   apr_psprintf(r->pool, "%.3f",
+                                (double)(now - wc->opened_at)
+                                / APR_USEC_PER_SEC));
+    ws_note_u64(r, "websocket-messages-in", wc->msgs_in);
+    ws_note_u64(r, "websocket-messages-out", wc->msgs_out);
+    ws_note_u64(r, "websocket-bytes-in", wc->bytes_in);
+    ws_note_u64(r, "websocket-bytes-out", wc->bytes_out);
+    ws_note_u64(r, "websocket-close-code", (apr_uint64_t)ws_end_code(wc));
+    apr_table_setn(r->notes, "websocket-closed-by", ws_closed_by(wc));
+    apr_table_setn(r->notes, "websocket-protocol",
+                   ws_protocol_name(r->pool, wc));
+    ap_run_log_transaction(r);
+    apr_pool_destroy(r->pool);
+}
+
 /* The WebSocket is over (closed, failed, timed out, aborted): no more
  * sends, on_disconnect, then what is left goes out. */
 static void ws_conn_end(websocket_conn *wc)
@@ -1097,9 +1301,13 @@ static void ws_conn_end(websocket_conn *wc)
     wc->deadline = apr_time_now() + wc->conf.close_timeout;
     if (wc->opened) {
         ws_atomic_dec32(&wc->loc->open);
+        ws_stats_open(wc->loc->index, wc->family, -1);
+        ws_stats_closed(ws_end_code(wc));
         ws_log_end(wc);
+        ws_log_transaction(wc);
     }
     ws_api_end_timers_and_watches(wc);
+    ws_pubsub_unsubscribe_all(wc);
     if (plugin->on_disconnect != NULL) {
         plugin->on_disconnect(&ws_server_api, wc);
     }
@@ -1234,6 +1442,7 @@ static void ws_conn_check(websocket_conn *wc)
         != APR_SUCCESS) {
         wc->c->aborted = 1;
     }
+    ws_write_clock(wc);
     ws_conn_arm(wc);
 }
 
@@ -1277,6 +1486,17 @@ void ws_conn_going_away(websocket_conn *wc)
     }
 }
 
+/* On a request thread output blocks (FLUSH): WebSocketWriteTimeout
+ * bounds each write through the socket's timeout, whatever httpd's
+ * Timeout.  An HTTP/2 stream's socket is its connection's: left alone. */
+static void ws_blocking_write_timeout(websocket_conn *wc)
+{
+    if (wc->conf.write_timeout > 0 && wc->c->master == NULL) {
+        apr_socket_timeout_set(ap_get_conn_socket(wc->c),
+                               wc->conf.write_timeout);
+    }
+}
+
 /* A private loop: the request's thread runs it until the connection
  * ends, looking for a restart every second. */
 static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
@@ -1290,6 +1510,7 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
     ws_child_register(lc);
+    ws_blocking_write_timeout(wc);
     /* Our own reference: the loop's is let go by a posted task, which may
      * run in the same turn that ends the connection. */
     ws_conn_retain(wc);
@@ -1308,8 +1529,11 @@ static int ws_conn_run_here(websocket_conn *wc, apr_pool_t *p)
         }
     }
     ws_child_unregister(lc);
-    /* What was posted before the loop left the registry still runs. */
-    ws_loop_turn(lc->loop, 0);
+    /* What was posted before the loop left the registry still runs (and
+     * the push of shared messages those deliveries post). */
+    do {
+        ws_loop_turn(lc->loop, 0);
+    } while (lc->flush_posted);
     ws_conn_release(wc);
     return OK;
 }

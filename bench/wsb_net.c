@@ -59,8 +59,14 @@ int wsb_net_start(wsb_run *run, wsb_conn *c)
 {
     struct epoll_event ev;
     int one = 1;
+    const struct sockaddr_storage *addr = &run->addr;
+    socklen_t addrlen = run->addrlen;
 
-    c->fd = socket(run->addr.ss_family,
+    if (run->o.fanout && c == run->conns && run->pub_addrlen > 0) {
+        addr = &run->pub_addr;
+        addrlen = run->pub_addrlen;
+    }
+    c->fd = socket(addr->ss_family,
                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         return -1;
@@ -68,7 +74,7 @@ int wsb_net_start(wsb_run *run, wsb_conn *c)
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->state = ST_CONNECTING;
     c->started = wsb_now();
-    if (connect(c->fd, (struct sockaddr *)&run->addr, run->addrlen) < 0
+    if (connect(c->fd, (const struct sockaddr *)addr, addrlen) < 0
         && errno != EINPROGRESS) {
         return -1;
     }
@@ -185,10 +191,26 @@ static long read_in(wsb_conn *c)
     return n;
 }
 
+uint64_t wsb_sent_for(const wsb_run *run, const wsb_conn *c)
+{
+    return run->o.fanout ? run->pub_sent : c->sent;
+}
+
+/* Messages in flight: on c, or (-F) published and not yet delivered to
+ * every connection (only connection 0 publishes). */
+static uint64_t in_flight(const wsb_run *run, const wsb_conn *c)
+{
+    if (run->o.fanout) {
+        return c == run->conns ? run->pub_sent - run->pub_done
+                               : (uint64_t)run->o.depth;
+    }
+    return c->sent - c->echoed;
+}
+
 /* Queue messages until D are in flight (or the smoke goal is reached). */
 static int fill_pipeline(wsb_run *run, wsb_conn *c)
 {
-    while (run->running && c->sent - c->echoed < (uint64_t)run->o.depth
+    while (run->running && in_flight(run, c) < (uint64_t)run->o.depth
            && (run->smoke_goal == 0 || c->sent < run->smoke_goal)) {
         if (wsb_ws_send(run, c) < 0) {
             return -1;

@@ -431,6 +431,10 @@ int wsb_ws_send(wsb_run *run, wsb_conn *c)
           : c->zout ? deflate_frame(run, c, data, len)
           : rfc_frame(c, run->o.binary ? 2 : 1, data, len);
 
+    if (r == 0 && run->o.fanout) {
+        run->pub_at[seq % (uint64_t)run->o.depth] = wsb_now();
+        run->pub_sent++;
+    }
     if (r == 0) {
         c->sent_at[seq % (uint64_t)run->o.depth] = wsb_now();
         c->sent_wire[seq % (uint64_t)run->o.depth] =
@@ -460,12 +464,38 @@ void wsb_ws_close(wsb_run *run, wsb_conn *c)
 /* ------------------------------------------------------------------ */
 /* Frames in                                                           */
 
+/* -F: one more delivery of message seq; once every open connection has
+ * it, its latency (publish to last delivery) counts and the publisher
+ * may send the next one.  Deliveries count as messages. */
+static void fanout_delivered(wsb_run *run, wsb_conn *c, uint64_t seq,
+                             uint64_t now)
+{
+    uint64_t i = seq % (uint64_t)run->o.depth;
+
+    if (run->running && now < run->t_end) {
+        run->msgs++;
+        run->bytes += wsb_msg_size(run, seq);
+    }
+    c->echoed++;
+    c->msg_off = 0;
+    c->msg_wire = 0;
+    if (++run->pub_got[i] < run->n_open) {
+        return;
+    }
+    run->pub_got[i] = 0;
+    run->pub_done++;
+    if (run->running && now < run->t_end) {
+        wsb_hist_add(run->hist, now - run->pub_at[i]);
+    }
+    run->pub_wake = 1;   /* the event loop pumps the publisher */
+}
+
 static int message_done(wsb_run *run, wsb_conn *c)
 {
     uint64_t now, seq = c->echoed;
     size_t len = wsb_msg_size(run, seq);
 
-    if (c->echoed >= c->sent) {
+    if (c->echoed >= wsb_sent_for(run, c)) {
         wsb_fail(run, c, "a message that was not sent");
         return -1;
     }
@@ -474,6 +504,10 @@ static int message_done(wsb_run *run, wsb_conn *c)
         return -1;
     }
     now = wsb_now();
+    if (run->o.fanout) {
+        fanout_delivered(run, c, seq, now);
+        return 0;
+    }
     if (run->running && now < run->t_end) {
         wsb_hist_add(run->hist, now - c->sent_at[seq % (uint64_t)run->o.depth]);
         run->msgs++;
@@ -493,7 +527,7 @@ static int check_payload(wsb_run *run, wsb_conn *c, const unsigned char *p,
 {
     uint64_t seq = c->echoed;
 
-    if (c->echoed >= c->sent) {
+    if (c->echoed >= wsb_sent_for(run, c)) {
         wsb_fail(run, c, "a message that was not sent");
         return -1;
     }

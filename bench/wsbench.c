@@ -63,6 +63,10 @@ static void usage(void)
         "  -L N     zlib level of what the client compresses (1)\n"
         "  -J       JSON-like compressible messages (default: random\n"
         "           letters)\n"
+        "  -F       fan-out: connection 0 publishes (D messages in flight\n"
+        "           until every connection received them), every\n"
+        "           connection receives; latency = publish to last delivery\n"
+        "  -p PORT  -F: connection 0 connects to PORT (another server)\n"
         "  -v       print every failure\n");
     exit(2);
 }
@@ -153,7 +157,7 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
 {
     int ch;
 
-    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:vzL:J")) != -1) {
+    while ((ch = getopt(argc, argv, "c:d:s:t:P:biSm:T:vzL:JFp:")) != -1) {
         switch (ch) {
         case 'c': o->conns = atoi(optarg); break;
         case 'd': o->depth = atoi(optarg); break;
@@ -176,13 +180,16 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
         case 'z': o->deflate = 1; break;
         case 'L': o->level = atoi(optarg); break;
         case 'J': o->json = 1; break;
+        case 'F': o->fanout = 1; break;
+        case 'p': o->pub_port = optarg; break;
         default: usage();
         }
     }
     if (optind != argc - 1 || parse_url(o, argv[optind]) < 0
         || o->conns < 1 || o->depth < 1 || o->max_connecting < 1
         || (o->proto == PROTO_HIXIE76 && (o->binary || o->deflate))
-        || o->level < 0 || o->level > 9) {
+        || o->level < 0 || o->level > 9
+        || (o->fanout && (o->idle || o->smoke || o->deflate))) {
         usage();
     }
 }
@@ -190,22 +197,33 @@ static void parse_options(wsb_opts *o, int argc, char **argv)
 /* ------------------------------------------------------------------ */
 /* Setup                                                               */
 
-static int resolve(wsb_run *run)
+static int resolve_one(const wsb_run *run, const char *port,
+                       struct sockaddr_storage *addr, socklen_t *len)
 {
     struct addrinfo hints, *ai;
     int rc;
 
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
-    rc = getaddrinfo(run->o.host, run->o.port, &hints, &ai);
+    rc = getaddrinfo(run->o.host, port, &hints, &ai);
     if (rc != 0) {
         fprintf(stderr, "wsbench: %s: %s\n", run->o.host, gai_strerror(rc));
         return -1;
     }
-    memcpy(&run->addr, ai->ai_addr, ai->ai_addrlen);
-    run->addrlen = ai->ai_addrlen;
+    memcpy(addr, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
     freeaddrinfo(ai);
     return 0;
+}
+
+static int resolve(wsb_run *run)
+{
+    if (run->o.pub_port != NULL
+        && resolve_one(run, run->o.pub_port, &run->pub_addr,
+                       &run->pub_addrlen) < 0) {
+        return -1;
+    }
+    return resolve_one(run, run->o.port, &run->addr, &run->addrlen);
 }
 
 /* -J: JSON-like records, the numbers random (no newline either). */
@@ -321,6 +339,13 @@ static int setup(wsb_run *run)
     if (run->o.smoke) {
         run->smoke_goal = SMOKE_GOAL;
     }
+    if (run->o.fanout) {
+        run->pub_at = calloc((size_t)run->o.depth, sizeof(*run->pub_at));
+        run->pub_got = calloc((size_t)run->o.depth, sizeof(*run->pub_got));
+        if (run->pub_at == NULL || run->pub_got == NULL) {
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -337,6 +362,12 @@ static void poll_once(wsb_run *run, int timeout_ms)
 
         if (c->state != ST_DONE) {
             wsb_net_event(run, c);
+        }
+    }
+    if (run->pub_wake) {
+        run->pub_wake = 0;
+        if (run->conns[0].state == ST_OPEN) {
+            wsb_net_pump(run, &run->conns[0]);
         }
     }
 }
@@ -545,10 +576,16 @@ static int report_bench(const wsb_run *run)
         ok = ok && smoke_done(run) && run->n_open == run->o.conns;
         printf("  smoke: %s\n", ok ? "ok" : "FAILED");
     }
+    if (run->o.fanout) {
+        printf("  fan-out to %d connections: %.1f published/s; publish to "
+               "last delivery p50 %.3f ms, p99 %.3f ms\n", run->n_open,
+               run->n_open > 0 ? rate / run->n_open : 0, p50, p99);
+    }
     printf("RESULT mode=%s msg_s=%.1f mb_s=%.3f p50_ms=%.3f p99_ms=%.3f "
            "p999_ms=%.3f open=%d failed=%d errors=%llu wire_in=%.1f "
            "wire_out=%.1f\n",
-           run->smoke_goal ? "smoke" : "bench", rate, mbs, p50, p99, p999,
+           run->smoke_goal ? "smoke" : run->o.fanout ? "fanout" : "bench",
+           rate, mbs, p50, p99, p999,
            run->n_open, run->n_failed, (unsigned long long)run->errors,
            run->msgs ? (double)run->wire_in / (double)run->msgs : 0,
            run->msgs ? (double)run->wire_out / (double)run->msgs : 0);

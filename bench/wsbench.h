@@ -41,6 +41,8 @@ typedef struct {
     int deflate;        /* -z: offer permessage-deflate, require it */
     int json;           /* -J: compressible JSON-like messages */
     int level;          /* -L: zlib level of the client's compressor */
+    int fanout;         /* -F: connection 0 publishes, all receive */
+    const char *pub_port;   /* -p: connection 0's port (default: URL's) */
 } wsb_opts;
 
 /* A byte buffer: data is buf[off, len). */
@@ -82,6 +84,8 @@ typedef struct {
     int epfd;
     struct sockaddr_storage addr;   /* the server */
     socklen_t addrlen;
+    struct sockaddr_storage pub_addr;   /* -F -p: the publisher's server */
+    socklen_t pub_addrlen;
     SSL_CTX *ssl_ctx;
     wsb_conn *conns;
     unsigned char *pattern;     /* payload source, size + 256 bytes */
@@ -97,6 +101,12 @@ typedef struct {
     int n_echoed;               /* idle: connections that echoed */
     uint64_t smoke_goal;        /* smoke: messages per connection */
     uint64_t hist[64 * 64];     /* latency histogram, see wsb_stats.c */
+    /* -F: messages published by connection 0, and fully delivered (to
+     * every open connection); ring of depth: publish times, deliveries */
+    uint64_t pub_sent, pub_done;
+    uint64_t *pub_at;
+    int *pub_got;
+    int pub_wake;               /* a message is done: pump the publisher */
 } wsb_run;
 
 /* wsbench.c */
@@ -110,6 +120,8 @@ void wsb_net_pump(wsb_run *run, wsb_conn *c);
 void wsb_net_close(wsb_run *run, wsb_conn *c);
 int wsb_net_flush(wsb_conn *c);
 int wsb_buf_reserve(wsb_buf *b, size_t more);
+/* Messages sent that c may receive: its own, or (-F) the publisher's. */
+uint64_t wsb_sent_for(const wsb_run *run, const wsb_conn *c);
 
 /* wsb_ws.c: handshake and framing */
 int wsb_ws_request(wsb_run *run, wsb_conn *c);

@@ -16,7 +16,8 @@ use WSTest qw(httpd_config_test);
 my @sizes = qw(WebSocketMaxMessageSize WebSocketFragmentSize
                WebSocketMaxPendingBytes);
 my @seconds = qw(WebSocketHandshakeTimeout WebSocketIdleTimeout
-                 WebSocketPingInterval WebSocketCloseTimeout);
+                 WebSocketPingInterval WebSocketCloseTimeout
+                 WebSocketWriteTimeout);
 
 # [ directive, value, expected error (undef: Syntax OK) ]
 my @cases;

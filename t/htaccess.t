@@ -26,6 +26,7 @@ my $echo = "$top/modules/echo/.libs/mod_websocket_echo.so";
 # a valid line for each directive (as it would be accepted in <Location>)
 my %line = (
     WebSocketLoopThreads      => 'WebSocketLoopThreads 2',
+    WebSocketPubSub           => 'WebSocketPubSub redis://127.0.0.1:1/x',
     WebSocketHandler          => "SetHandler websocket-handler\n"
                                  . "WebSocketHandler $echo echo_init",
     WebSocketOption           => 'WebSocketOption Backend 127.0.0.1:1',
@@ -45,6 +46,7 @@ my %line = (
     WebSocketCompressionMemLevel => 'WebSocketCompressionMemLevel 9',
     WebSocketCompressionNoContextTakeover =>
         'WebSocketCompressionNoContextTakeover Off',
+    WebSocketWriteTimeout     => 'WebSocketWriteTimeout 1000',
 );
 
 # the directives the module declares (its command table)
@@ -57,8 +59,10 @@ my %context = map { /^  (WebSocket\w+)\s+(server config.*?)\s*$/ ? ($1, $2) : ()
 close $readme;
 
 # where the README says each may be used: WebSocketLoopThreads sizes the
-# child's loops (main server config only); the others are per location
-my %want_context = (WebSocketLoopThreads => 'server config');
+# child's loops and WebSocketPubSub names the child's Redis (main server
+# config only); the others are per location
+my %want_context = (WebSocketLoopThreads => 'server config',
+                    WebSocketPubSub      => 'server config');
 
 plan tests => 3 + 4 * @declared;
 

@@ -4,10 +4,9 @@
 # closed with 1008 (/chat has WebSocketMaxPendingBytes 64K) while the
 # others carry on unaffected.
 #
-# Broadcast reaches the connections of the same httpd child only, and the
-# test server runs several children: clients that must hear each other are
-# opened until one lands in the first one's child (same_child, which asks
-# /proc which child holds each connection).
+# The chat publishes to a topic (the request path), which reaches every
+# child of the server: clients hear each other whichever child serves
+# them (t/pubsub.t checks that across children and servers).
 use strict;
 use warnings FATAL => 'all';
 
@@ -28,25 +27,17 @@ sub chat_client {
     return $c;
 }
 
-# same_child($anchor[, $open]): a new client ($open->() returns one) in
-# the same httpd child as $anchor; the others it opens on the way are
-# closed.  Dies after 40 tries.
-sub same_child {
-    my ($anchor, $open) = @_;
+# joiner([$open]): a new client ($open->() returns one) whose own join
+# notice was read
+sub joiner {
+    my ($open) = @_;
     $open ||= sub {
         my $c = chat_client();
         my $m = next_text($c) // '';
         die "no join notice: $m" unless $m =~ /joined/;
         return $c;
     };
-    my $child = server_child($anchor)
-        or die 'cannot tell which httpd child serves the anchor';
-    for (1 .. 40) {
-        my $c = $open->();
-        return $c if (server_child($c) // 0) == $child;
-        $c->close;
-    }
-    die "no client landed in the anchor's httpd child";
+    return $open->();
 }
 
 # next message (opcode, payload) or () on timeout/EOF
@@ -66,12 +57,12 @@ sub next_text {
 {
     my $a = chat_client();
     like next_text($a) // '', $joined, 'a newcomer sees its own join';
-    my $b = same_child($a);
+    my $b = joiner();
     like next_text($a) // '', $joined, 'the first sees the second join';
 
     # a hixie-76 client: text yes, binary no
     my ($h, $status, $hjoin);
-    $h = same_child($a, sub {
+    $h = joiner(sub {
         my $c = WSTest->connect;
         my $r = $c->handshake76(path => '/chat');
         $status = $r->{res} && $r->{res}{status};
@@ -163,7 +154,7 @@ sub complete {
 {
     my @c = (chat_client());
     next_text($c[0]);
-    push @c, same_child($c[0]);
+    push @c, joiner();
     my ($churned, $churn_ok) = (0, 1);
     my $got = lockstep(
         senders => \@c, readers => \@c, rounds => 200, size => 2000,
@@ -190,11 +181,11 @@ sub complete {
     my $mark = error_log_mark();
     my @c = (chat_client());
     next_text($c[0]);
-    push @c, same_child($c[0]) for 1 .. 2;
+    push @c, joiner() for 1 .. 2;
     # (no tiny SO_RCVBUF here: below the loopback MSS the window never
     # reopens and the server's data would trickle in through zero-window
     # probes once the client reads again)
-    my $stalled = same_child($c[0]);
+    my $stalled = joiner();
 
     # enough to fill the server's socket send buffer (at most tcp_wmem's
     # maximum) and then the 64K queue several times over

@@ -14,6 +14,9 @@
 #   - a graceful restart (SIGUSR1) closes an open RFC 6455 WebSocket with
 #     1001 and a hixie-76 one with 0xFF 0x00, and the new generation
 #     serves;
+#   - the end of a WebSocket gets its access-log line (issue 15), and
+#     WebSocketWriteTimeout cuts a client that stops reading (the
+#     socket's timeout for the request thread's blocking writes);
 #   - SIGTERM stops it, with no process left behind.
 use strict;
 use warnings FATAL => 'all';
@@ -27,9 +30,27 @@ use POSIX ();
 use Time::HiRes ();
 use WSTest qw(:all);
 
-plan tests => 21;
+plan tests => 24;
 
 sub now { Time::HiRes::time() }
+
+# The private httpd's access-log lines of client port $port that match
+# $re, waiting up to $timeout seconds for one.
+sub access_lines {
+    my ($port, $re, $timeout) = @_;
+    my $until = now() + $timeout;
+    my @l;
+    while (1) {
+        if (open my $fh, '<', Apache::Test::vars('t_logs')
+                              . "/prefork/access_log") {
+            @l = grep { /^$port / && /$re/ } <$fh>;
+            close $fh;
+            chomp @l;
+        }
+        return @l if @l || now() > $until;
+        Time::HiRes::sleep(0.1);
+    }
+}
 
 my $serverroot = Apache::Test::vars('serverroot');
 my $module = "$serverroot/../.libs/mod_websocket.so";
@@ -82,6 +103,7 @@ my $authn = module_so('authn_core_module', 'mod_authn_core.so');
 my $authz = module_so('authz_core_module', 'mod_authz_core.so');
 # a process group of its own: prefork's parent ends by sending SIGTERM to
 # its whole group
+unlink "$dir/access_log";
 $private = private_httpd(name => 'prefork', setsid => 1, conf => <<"CONF");
 LoadModule mpm_prefork_module "$prefork"
 LoadModule authn_core_module "$authn"
@@ -101,6 +123,15 @@ LoadModule websocket_module "$module"
     WebSocketHandler "$lifecycle" lifecycle_init
     Require all granted
 </Location>
+<Location /write-timeout>
+    SetHandler websocket-handler
+    WebSocketHandler "$lifecycle" lifecycle_init
+    WebSocketMaxPendingBytes 64M
+    WebSocketWriteTimeout 2
+    Require all granted
+</Location>
+LogFormat "%{remote}p %>s %{websocket-closed-by}n code=%{websocket-close-code}n in=%{websocket-messages-in}n out=%{websocket-messages-out}n" ws
+CustomLog "$dir/access_log" ws
 CONF
 my ($port, $parent) = ($private->port, $private->pid);
 
@@ -129,7 +160,27 @@ else {
 }
 
 SKIP: {
-    skip $up ? 'no 101' : 'the private httpd did not start', 15 unless $c;
+    skip $up ? 'no 101' : 'the private httpd did not start', 18 unless $c;
+
+    # the access-log line at the end, and WebSocketWriteTimeout, on the
+    # request's thread
+    my $e = WSTest->open6455(%co, path => '/echo', timeout => 5);
+    my $eport = $e->sock->sockport;
+    $e->roundtrip('logged', 5);
+    $e->send(ws_close(1000));
+    $e->wait_eof(5);
+    my ($line) = access_lines($eport, qr/ 101 client /, 10);
+    like $line // '', qr/^$eport 101 client code=1000 in=1 out=1$/,
+         'the end of a WebSocket has its access-log line';
+    my $w = WSTest->open6455(%co, path => '/write-timeout', timeout => 5);
+    my $wport = $w->sock->sockport;
+    my $t0 = now();
+    $w->send(ws_text('flood-me 16384'));
+    ($line) = access_lines($wport, qr/ 101 (?!-)/, 30);
+    like $line // '', qr/^$wport 101 timeout /,
+         sprintf 'a client that stops reading is cut by WebSocketWriteTimeout '
+                 . '2 (after %.1f s)', now() - $t0;
+    ok $w->wait_eof(30), 'its connection ends';
 
     # echo, both protocol families
     my $big = join '', map { chr(0x20 + $_ % 95) } 1 .. 100_000;

@@ -50,6 +50,7 @@ our @EXPORT_OK = qw(
     forensic_read forensic_ended
     server_hostport httpd_parent_pid send_expecting_status
     loaded_module httpd_config_test
+    module_httpd
     children server_child rss_kb fd_count snapshot rss_growth fd_growth
     describe
 );
@@ -800,9 +801,10 @@ sub rfc6455_request {
 # ----------------------------------------------------------------------
 # the httpd children, from /proc (memory and descriptor leaks)
 
-# pids of the test server's children
+# pids of the test server's children (or of the httpd whose parent is
+# $ppid)
 sub children {
-    my $pp = httpd_parent_pid() or return;
+    my $pp = shift // httpd_parent_pid() or return;
     my @kids;
     opendir my $d, '/proc' or return;
     for my $pid (grep { /^\d+$/ } readdir $d) {
@@ -815,9 +817,10 @@ sub children {
 
 # server_child($c) -> pid of the httpd child that holds the server's end of
 # the connection $c (found through /proc/net/tcp* and the children's
-# descriptors), or undef
+# descriptors), or undef; $ppid: of that httpd instead of the test server
 sub server_child {
-    my $c = shift;
+    my ($c, $ppid) = @_;
+    local $_;
     my ($cport, $sport) = ($c->sock->sockport, $c->sock->peerport);
     my $inode;
     for my $table ('/proc/net/tcp', '/proc/net/tcp6') {
@@ -832,7 +835,7 @@ sub server_child {
         last if $inode;
     }
     return unless $inode;
-    for my $pid (children()) {
+    for my $pid (children($ppid)) {
         opendir my $d, "/proc/$pid/fd" or next;
         for my $fd (readdir $d) {
             my $target = readlink "/proc/$pid/fd/$fd";
@@ -957,6 +960,39 @@ CONF
     my $httpd = Apache::Test::vars('httpd');
     my $out = `"$httpd" -t -d "$dir" -f "$dir/httpd.conf" 2>&1`;
     return ($?, $out);
+}
+
+# module_httpd($name, $body) -> { pid, port, dir, stop => CODE }: a
+# private httpd (private_httpd below) with mpm_event, authz_core and the
+# built mod_websocket loaded, whose configuration ends with $body, in
+# which @SERVERROOT@ names the test tree's t/, @DIR@ the private
+# directory.  Dies unless it answers (and wrote its pid file) within 20 s;
+# stop->() ends it (SIGTERM) and waits.
+sub module_httpd {
+    my ($name, $body) = @_;
+    my $serverroot = Apache::Test::vars('serverroot');
+    my $dir = Apache::Test::vars('t_logs') . "/$name";
+    $body =~ s/\@SERVERROOT\@/$serverroot/g;
+    $body =~ s/\@DIR\@/$dir/g;
+    my $mpm = loaded_module('mpm_event_module');
+    my $authz = loaded_module('authz_core_module');
+    my $h = private_httpd(name => $name, conf => <<"CONF");
+LoadModule mpm_event_module "$mpm"
+LoadModule authz_core_module "$authz"
+LoadModule websocket_module "$serverroot/../.libs/mod_websocket.so"
+$body
+CONF
+    my %h = (pid => $h->pid, port => $h->port, dir => $h->dir,
+             stop => sub { $h->stop });
+    my $up = wait_up(pid => $h->pid, probe => sub {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $h->port, Timeout => 1);
+        return $s && -s "$dir/httpd.pid";
+    });
+    return \%h if $up;
+    $h->stop;
+    croak "private httpd $name did not start: "
+        . `cat $dir/stdout $dir/error_log 2>/dev/null`;
 }
 
 # the test server's parent process id (from t/logs/httpd.pid), or undef

@@ -33,6 +33,10 @@
  *                      for APR_POLLIN, writes a byte to it from the loop;
  *                      the watch's function reads it, sends "watch fired",
  *                      removes the watch and closes both ends.
+ *   "subscribe T"      subscribes to topic T, answers "subscribed T" (or
+ *                      "subscribe failed <status>").
+ *   "unsubscribe T"    leaves topic T, answers "unsubscribed T".
+ *   "publish T TEXT"   publishes TEXT to topic T (no answer).
  *   "watch socket"     the same with a socketpair (APR_POLL_SOCKET).
  *                      Either sends "watch refused" if it cannot be set
  *                      up; if the watch ever reports something other
@@ -854,6 +858,48 @@ static int lc_is(int type, const char *data, apr_size_t len,
         && !memcmp(data, word, len);
 }
 
+/* The topic commands; 0 if the message is none of them. */
+static int lc_pubsub(const websocket_server *server, websocket_conn *conn,
+                     int type, const char *data, apr_size_t len)
+{
+    char text[1024], answer[1100], *topic, *rest;
+    apr_status_t rv;
+
+    if (type != WEBSOCKET_TEXT || len >= sizeof(text)) {
+        return 0;
+    }
+    memcpy(text, data, len);
+    text[len] = '\0';
+    if ((topic = strchr(text, ' ')) == NULL) {
+        return 0;
+    }
+    *topic++ = '\0';
+    if (strcmp(text, "subscribe") == 0) {
+        rv = server->subscribe(conn, topic);
+        if (rv == APR_SUCCESS) {
+            apr_snprintf(answer, sizeof(answer), "subscribed %s", topic);
+        }
+        else {
+            apr_snprintf(answer, sizeof(answer), "subscribe failed %d", rv);
+        }
+    }
+    else if (strcmp(text, "unsubscribe") == 0) {
+        server->unsubscribe(conn, topic);
+        apr_snprintf(answer, sizeof(answer), "unsubscribed %s", topic);
+    }
+    else if (strcmp(text, "publish") == 0
+             && (rest = strchr(topic, ' ')) != NULL) {
+        *rest++ = '\0';
+        server->publish(conn, topic, WEBSOCKET_TEXT, rest, strlen(rest));
+        return 1;
+    }
+    else {
+        return 0;
+    }
+    lc_send_text(server, conn, answer);
+    return 1;
+}
+
 static void lc_on_message(const websocket_server *server,
                           websocket_conn *conn, int type, const char *data,
                           apr_size_t len)
@@ -866,6 +912,9 @@ static void lc_on_message(const websocket_server *server,
     }
     if (st == NULL) {
         server->send(conn, type, data, len);
+    }
+    else if (lc_pubsub(server, conn, type, data, len)) {
+        return;
     }
     else if (lc_is(type, data, len, "send-after-gone")) {
         lc_start_job(server, conn, lc_send_after_gone, 0);
