@@ -187,7 +187,7 @@ static websocket_send_result ws_send_foreign(websocket_conn *wc, int kind,
         free(m);
         return WEBSOCKET_SEND_CLOSED;
     }
-    return pending + len > (apr_size_t)wc->conf.max_pending / 4
+    return pending + len > ws_conn_high_water(wc)
            ? WEBSOCKET_SEND_FULL : WEBSOCKET_SEND_OK;
 }
 

@@ -88,7 +88,7 @@ struct websocket_conn {
     ap_filter_t *core_out;             /* last output filter */
     ws_conn_state_e state;
     int suspended;                     /* a per-child loop owns it */
-    int accepted, opened, paused, want_drain;
+    int opened, paused, want_drain;
     int overflow_seen;
     int h2_body_eos;                   /* HTTP/2: mod_http2's EOS of the
                                         * empty request body is to come */
@@ -128,6 +128,9 @@ apr_status_t ws_conn_ping(websocket_conn *wc, const char *data,
 void ws_conn_pause(websocket_conn *wc, int paused);
 /* Bytes not yet taken by the client.  Any thread. */
 apr_size_t ws_conn_pending(const websocket_conn *wc);
+/* Above this much pending output a send answers WEBSOCKET_SEND_FULL.
+ * Any thread. */
+apr_size_t ws_conn_high_water(const websocket_conn *wc);
 /* Broadcast to the location's connections in this child.  Any thread. */
 int ws_conn_broadcast(websocket_conn *wc, int type, const char *data,
                       apr_size_t len);

@@ -300,7 +300,7 @@ apr_size_t ws_conn_pending(const websocket_conn *wc)
 }
 
 /* High- and low-water marks of a connection's output. */
-static apr_size_t ws_high_water(const websocket_conn *wc)
+apr_size_t ws_conn_high_water(const websocket_conn *wc)
 {
     return (apr_size_t)wc->conf.max_pending / 4;
 }
@@ -427,7 +427,7 @@ static websocket_send_result ws_send_verdict(websocket_conn *wc)
         }
         return WEBSOCKET_SEND_CLOSED;
     }
-    if (pending > ws_high_water(wc)) {
+    if (pending > ws_conn_high_water(wc)) {
         wc->want_drain = 1;
         return WEBSOCKET_SEND_FULL;
     }
@@ -1579,7 +1579,6 @@ int ws_conn_start(websocket_conn *wc)
                                      wc->subprotocol, NULL, &len);
         ws_on_write(wc, answer, len);
     }
-    wc->accepted = 1;
     if (!wc->suspended) {
         return ws_conn_run_here(wc, r->pool);
     }
